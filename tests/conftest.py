@@ -1,0 +1,22 @@
+"""Shared fixtures: a small synthetic corpus and one real local Ray for the whole session."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from clipsweep.trainers.data.synthetic import SyntheticCorpus, generate_synthetic
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> SyntheticCorpus:
+    """600 scenes, small shards so that the loader sees several files."""
+    return generate_synthetic(str(tmp_path_factory.mktemp("corpus")), n=600, seed=3, rows_per_shard=128)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray. 4 logical CPUs on 2 cores: 2 Train workers plus Ray Data tasks fit."""
+    ray.init(num_cpus=4, configure_logging=False, log_to_driver=False)
+    yield
+    ray.shutdown()
