@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clipsweep.trainers.data.shards import DataFormatError
@@ -54,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args, console)
     except (DataFormatError, ValueError) as e:
-        console.print(f"[bold red]error:[/bold red] {e}")
+        # soft_wrap: a path in the message must stay on one line, copyable.
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(e))}", soft_wrap=True)
         return 2
     return 0
 

@@ -111,6 +111,8 @@ def karpathy_items(split_json: str, image_dir: str, splits: Sequence[str] | None
             ) from e
         if splits is not None and split not in splits:
             continue
+        if not captions:
+            raise DataFormatError(f"{split_json}: images[{i}] ({filename}) has no sentences")
         path = os.path.join(image_dir, image.get("filepath", ""), filename)
         items.append(Item(f"{dataset}-{os.path.splitext(filename)[0]}", path, captions))
     return items

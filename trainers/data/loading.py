@@ -18,7 +18,7 @@ import torch
 
 from .shards import resolve_shards
 from .tokenizer import load_tokenizer
-from .transforms import decode_image, image_transform
+from .transforms import crop_image, decode_image, normalize
 
 OPTIONAL_COLUMNS = ("captions", "label")
 NO_LABEL = -1  # label value of items whose source has none
@@ -28,7 +28,7 @@ NO_LABEL = -1  # label value of items whose source has none
 class Preprocess:
     """Batch function for `map_batches`: {id, image bytes, caption(s), label} -> model inputs.
 
-    Output columns: `image` float32 (B, 3, S, S), `input_ids` and `attention_mask` int64
+    Output columns: `image` uint8 (B, 3, S, S) (`torch_batches` normalises it), `input_ids` and `attention_mask` int64
     (B, max_length), `label` int64 (B,) with -1 where missing, `id` str (B,).
 
     Args:
@@ -37,7 +37,7 @@ class Preprocess:
         train: augment images and draw a random caption per item; else centre crop and the
             first caption (deterministic, for evaluation).
         max_length: token length after padding/truncation.
-        hflip: random horizontal flip in training (see `image_transform`).
+        hflip: random horizontal flip in training (see `crop_image`).
     """
 
     tokenizer_dir: str
@@ -47,8 +47,9 @@ class Preprocess:
     hflip: bool = False
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        transform = image_transform(self.image_size, self.train, hflip=self.hflip)
-        images = np.stack([transform(decode_image(data)).numpy() for data in batch["image"]])
+        images = np.stack(
+            [crop_image(decode_image(data), self.image_size, self.train, hflip=self.hflip) for data in batch["image"]]
+        )
         tokens = load_tokenizer(self.tokenizer_dir)(
             self._pick_captions(batch),
             padding="max_length",
@@ -79,8 +80,12 @@ class Preprocess:
         ]
 
 
-def read_shards(paths: str | Iterable[str]) -> ray.data.Dataset:
+def read_shards(paths: str | Iterable[str], rows_per_block: int = 1024) -> ray.data.Dataset:
     """Reads shard files or directories with `ray.data.read_parquet`, after checking them.
+
+    Blocks are cut to `rows_per_block` rows (streaming, no shuffle) so that decoding runs as
+    many parallel tasks: the Parquet reader otherwise hands a few small files over as one block,
+    which one task would decode alone.
 
     Raises:
         DataFormatError: a path that does not exist or a shard without the required columns
@@ -89,23 +94,30 @@ def read_shards(paths: str | Iterable[str]) -> ray.data.Dataset:
     files = resolve_shards(paths)
     present = set(pq.read_schema(files[0]).names)
     columns = ["id", "image", "caption"] + [c for c in OPTIONAL_COLUMNS if c in present]
-    return ray.data.read_parquet(files, columns=columns)
+    return ray.data.read_parquet(files, columns=columns).repartition(target_num_rows_per_block=rows_per_block)
 
 
 def build_dataset(
     paths: str | Iterable[str],
     preprocess: Preprocess,
     num_cpus: float = 1.0,
-    batch_size: int = 256,
+    rows_per_block: int = 1024,
 ) -> ray.data.Dataset:
     """`read_shards` followed by `preprocess` as Ray Data tasks of `num_cpus` each."""
-    return read_shards(paths).map_batches(preprocess, batch_size=batch_size, batch_format="numpy", num_cpus=num_cpus)
+    return read_shards(paths, rows_per_block).map_batches(
+        preprocess, batch_size=rows_per_block, batch_format="numpy", num_cpus=num_cpus
+    )
 
 
-def to_torch(batch: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Numeric columns to tensors; `id` stays a list of str (torch has no string tensors)."""
-    # Batches from the object store are read-only views; torch needs writable memory.
-    return {k: (list(v) if k == "id" else torch.from_numpy(np.require(v, requirements="CW"))) for k, v in batch.items()}
+def to_torch(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Numeric columns to tensors on `device`, images normalised there; `id` stays a list of str."""
+    out: dict[str, Any] = {"id": list(batch["id"])}
+    for key, value in batch.items():
+        if key != "id":
+            # Batches from the object store are read-only views; torch needs writable memory.
+            out[key] = torch.from_numpy(np.require(value, requirements="CW")).to(device, non_blocking=True)
+    out["image"] = normalize(out["image"])
+    return out
 
 
 def torch_batches(
@@ -115,7 +127,7 @@ def torch_batches(
     drop_last: bool = False,
     prefetch_batches: int = 2,
 ) -> Iterator[dict[str, Any]]:
-    """Iterates preprocessed batches as torch tensors on `device`.
+    """Iterates preprocessed batches as torch tensors on `device`, images CLIP-normalised.
 
     Accepts a Dataset (driver) or the DataIterator that `ray.train.get_dataset_shard` returns
     (worker). One call is one pass (one epoch) over the data.
@@ -123,5 +135,4 @@ def torch_batches(
     for batch in data.iter_batches(
         batch_size=batch_size, batch_format="numpy", drop_last=drop_last, prefetch_batches=prefetch_batches
     ):
-        out = to_torch(batch)
-        yield {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in out.items()}
+        yield to_torch(batch, device)

@@ -1,0 +1,133 @@
+"""Ray Data loading on a real local Ray: shapes, dtypes, captions, and exactly-once sharding."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+
+import pyarrow.parquet as pq
+import pytest
+import ray.train
+import torch
+from ray.train import ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from clipsweep.trainers.data.loading import Preprocess, build_dataset, read_shards, torch_batches
+from clipsweep.trainers.data.shards import DataFormatError
+from clipsweep.trainers.data.tokenizer import load_tokenizer
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+# Train workers cannot import this test module by name; ship its functions by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _train_rows(corpus) -> dict[str, dict]:
+    return {r["id"]: r for r in pq.read_table(corpus.split_dir("train")).to_pylist()}
+
+
+def _roundtrip(tokenizer, caption: str) -> str:
+    """The caption as decoding its tokens gives it back (lower case, no space before commas)."""
+    return tokenizer.decode(tokenizer(caption)["input_ids"], skip_special_tokens=True)
+
+
+def test_batches_have_model_shapes_and_dtypes(small_corpus):
+    rows = _train_rows(small_corpus)
+    dataset = build_dataset(small_corpus.split_dir("train"), Preprocess(small_corpus.tokenizer_dir, image_size=48))
+    seen = []
+    for batch in torch_batches(dataset, batch_size=64):
+        n = len(batch["id"])
+        assert batch["image"].shape == (n, 3, 48, 48) and batch["image"].dtype == torch.float32
+        assert batch["input_ids"].shape == batch["attention_mask"].shape == (n, 32)
+        assert batch["input_ids"].dtype == batch["label"].dtype == torch.int64
+        assert torch.equal(batch["label"], torch.tensor([rows[i]["label"] for i in batch["id"]]))
+        assert -2.0 < batch["image"].min() < batch["image"].max() < 2.7  # CLIP-normalised pixels
+        seen += batch["id"]
+    assert sorted(seen) == sorted(rows)
+
+
+def test_eval_mode_is_deterministic_and_uses_first_caption(small_corpus):
+    rows = _train_rows(small_corpus)
+    tokenizer = load_tokenizer(small_corpus.tokenizer_dir)
+    preprocess = Preprocess(small_corpus.tokenizer_dir, train=False)
+    passes = [
+        list(torch_batches(build_dataset(small_corpus.shards["train"][0], preprocess), batch_size=32)) for _ in range(2)
+    ]
+    images = [{i: image for b in batches for i, image in zip(b["id"], b["image"])} for batches in passes]
+    assert len(images[0]) == 128 and images[0].keys() == images[1].keys()  # order may differ, content not
+    assert all(torch.equal(images[0][i], images[1][i]) for i in images[0])
+    for batch in passes[0]:
+        for i, ids in zip(batch["id"], batch["input_ids"]):
+            assert tokenizer.decode(ids, skip_special_tokens=True) == _roundtrip(tokenizer, rows[i]["caption"])
+
+
+def test_train_mode_draws_among_all_captions(small_corpus):
+    rows = _train_rows(small_corpus)
+    tokenizer = load_tokenizer(small_corpus.tokenizer_dir)
+    dataset = build_dataset(small_corpus.shards["train"][0], Preprocess(small_corpus.tokenizer_dir, train=True))
+    drawn = [
+        (i, tokenizer.decode(ids, skip_special_tokens=True))
+        for batch in torch_batches(dataset, batch_size=128)
+        for i, ids in zip(batch["id"], batch["input_ids"])
+    ]
+    options = {i: [_roundtrip(tokenizer, c) for c in rows[i]["captions"]] for i, _ in drawn}
+    assert all(caption in options[i] for i, caption in drawn)
+    assert sum(caption != options[i][0] for i, caption in drawn) > len(drawn) // 2  # 4 of 5 are not the first
+
+
+def test_streaming_split_gives_every_id_once_per_epoch(small_corpus):
+    rows = _train_rows(small_corpus)
+    dataset = build_dataset(small_corpus.split_dir("train"), Preprocess(small_corpus.tokenizer_dir), rows_per_block=64)
+    consumers = dataset.streaming_split(2, equal=False)  # equal=False never drops a row
+    for _ in range(2):  # two epochs over the same split iterators, as a trainer does
+        seen: list[list[str]] = [[], []]
+
+        def consume(rank: int) -> None:
+            for batch in torch_batches(consumers[rank], batch_size=50):
+                seen[rank].extend(batch["id"])
+
+        threads = [threading.Thread(target=consume, args=(r,)) for r in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert seen[0] and seen[1]
+        assert sorted(seen[0] + seen[1]) == sorted(rows)
+
+
+def _record_ids(config: dict) -> None:
+    """Train worker: one file of ids per (epoch, rank), read through the worker's dataset shard."""
+    context = ray.train.get_context()
+    shard = ray.train.get_dataset_shard("train")
+    for epoch in range(2):
+        ids = [i for batch in torch_batches(shard, batch_size=40) for i in batch["id"]]
+        with open(os.path.join(config["out"], f"epoch{epoch}-rank{context.get_world_rank()}.json"), "w") as f:
+            json.dump(ids, f)
+
+
+def test_two_worker_torch_trainer_sees_each_id_at_most_once_per_epoch(small_corpus, tmp_path):
+    rows = _train_rows(small_corpus)
+    trainer = TorchTrainer(
+        _record_ids,
+        train_loop_config={"out": str(tmp_path)},
+        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
+        datasets={
+            "train": build_dataset(small_corpus.split_dir("train"), Preprocess(small_corpus.tokenizer_dir), rows_per_block=64)
+        },
+        run_config=ray.train.RunConfig(storage_path=str(tmp_path / "storage"), name="ids"),
+    )
+    trainer.fit()
+    for epoch in range(2):
+        per_rank = [json.loads((tmp_path / f"epoch{epoch}-rank{r}.json").read_text()) for r in range(2)]
+        seen = per_rank[0] + per_rank[1]
+        # Ray Train splits with equal=True (workers must step in lockstep for the all-gather), so
+        # both ranks get the same count and at most world_size - 1 = 1 row is dropped per epoch.
+        assert len(per_rank[0]) == len(per_rank[1]) > 0
+        assert len(seen) == len(set(seen)) and set(seen) <= set(rows)
+        assert len(seen) >= len(rows) - 1
+
+
+def test_bad_paths_fail_before_any_ray_task(tmp_path):
+    with pytest.raises(DataFormatError, match="no such shard file or directory"):
+        read_shards([str(tmp_path / "missing.parquet")])
