@@ -1,0 +1,66 @@
+"""Trial config: defaults are the baseline, bad input names field, value and what is allowed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from clipsweep.trainers.config import TrialConfig
+
+
+def test_default_is_every_knob_at_its_first_value():
+    flat = TrialConfig().flat()
+    assert flat["objective.logit_transform"] == "identity"
+    assert flat["negatives.weighting"] == "none"
+    assert flat["negatives.features"] == "initial"
+    assert flat["batching.mode"] == "random"
+    assert flat["schedule.kind"] == "joint"
+    assert flat["unimodal.image_weight"] == flat["unimodal.text_weight"] == 0.0
+
+
+def test_from_dict_round_trips_and_is_frozen():
+    cfg = TrialConfig.from_dict({"objective": {"logit_transform": "sine", "omega": 1.2}, "optim": {"epochs": 2}})
+    assert TrialConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.objective.omega = 3.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"objective": {"logit_transform": "cosine"}}, "objective.logit_transform='cosine'; allowed: identity, sine"),
+        ({"objective": {"temperature": -0.1}}, "objective.temperature=-0.1; allowed: a number > 0.0"),
+        ({"objective": {"temperature": 0.001}}, "objective.temperature=0.001; allowed: >= 0.01"),
+        ({"negatives": {"weighting": "cluster"}}, "negatives.weighting='cluster'; allowed: none, cluster_weight"),
+        ({"negatives": {"strenght": 1.0}}, "unknown field negatives.strenght; allowed: features, n_clusters_image"),
+        ({"negatives": {"threshold": 1.5}}, "negatives.threshold=1.5; allowed: a number >= -1.0 and <= 1.0"),
+        ({"schedule": {"kind": "three_stage"}}, "schedule.kind='three_stage'; allowed: joint, multi_stage, two_stage"),
+        ({"schedule": {"kind": "two_stage", "stage1_epochs": 5}}, "schedule.stage1_epochs=5; allowed: fewer than"),
+        ({"optim": {"epochs": "3"}}, "optim.epochs='3'; allowed: an integer"),
+        ({"objective": {"learnable_temperature": "yes"}}, "objective.learnable_temperature='yes'; allowed: true or false"),
+        ({"model": {"text_pretrained": "/no/such/dir"}}, "model.text_pretrained='/no/such/dir': no such path"),
+        ({"model": {"image_tower": "vit"}}, "model.image_tower='vit'; allowed: tiny_resnet, resnet18"),
+        ({"modle": {}}, "unknown field modle; allowed: batching, model"),
+        ({"unimodal": 0.5}, "unimodal=0.5; expected a mapping of fields"),
+    ],
+)
+def test_bad_fields_are_named(data, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        TrialConfig.from_dict(data)
+
+
+def test_data_dependent_checks():
+    with pytest.raises(ValueError, match=r"negatives.n_clusters_image=50; allowed: at most the 30 training items"):
+        TrialConfig.from_dict({"negatives": {"weighting": "cluster_weight"}}).check_data(30, has_labels=True)
+    TrialConfig().check_data(30, has_labels=False)  # weighting none: cluster counts unused
+    arcface = TrialConfig.from_dict({"schedule": {"kind": "two_stage"}})
+    with pytest.raises(ValueError, match=r"stage1_loss='arcface' needs a `label` column.*allowed without labels: 'simclr'"):
+        arcface.check_data(1000, has_labels=False)
+
+
+def test_flat_keys_are_dotted_paths():
+    cfg = TrialConfig()
+    flat = cfg.flat()
+    assert len(flat) == sum(len(dataclasses.fields(getattr(cfg, f.name))) for f in dataclasses.fields(cfg))
+    assert flat["objective.temperature"] == 0.07 and all(key.count(".") == 1 for key in flat)

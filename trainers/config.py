@@ -1,0 +1,302 @@
+"""The trial config: every research knob of DESIGN.md, typed, frozen and validated.
+
+The baseline ("vanilla CLIP") is every knob at its first allowed value, which is also its
+default, so `TrialConfig()` is the baseline. Knobs that only matter under another knob's value
+say so in their comment; they are kept (and logged) either way, never silently changed.
+`TrialConfig.from_dict` builds one from nested dicts (YAML, a Tune param space) and names the
+dotted path of any bad field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args, get_type_hints
+
+LogitTransform = Literal["identity", "sine", "sigmoid", "sigmoid_centered"]
+Weighting = Literal["none", "cluster_weight", "cluster_mask", "cluster_both"]
+ClusterFeatures = Literal["initial", "current"]
+BatchingMode = Literal["random", "cluster_hard"]
+ScheduleKind = Literal["joint", "multi_stage", "two_stage"]
+Stage1Loss = Literal["arcface", "simclr"]
+ImageTower = Literal["tiny_resnet", "resnet18", "resnet34", "resnet50"]
+TextTower = Literal["tiny_distilbert", "distilbert", "tiny_bert", "bert"]
+
+
+def _check_range(path: str, value: float, low: float | None = None, high: float | None = None, strict_low=False) -> None:
+    too_low = low is not None and (value <= low if strict_low else value < low)
+    too_high = high is not None and value > high
+    if too_low or too_high or (isinstance(value, float) and math.isnan(value)):
+        lo = "" if low is None else (f"> {low}" if strict_low else f">= {low}")
+        hi = "" if high is None else f"<= {high}"
+        raise ValueError(f"{path}={value!r}; allowed: a number {' and '.join(p for p in (lo, hi) if p)}")
+
+
+class _Section:
+    """A config section: checks its Literal fields, then its own ranges (`_validate`)."""
+
+    section = ""
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in fields(self):  # type: ignore[arg-type]
+            hint = hints[f.name]
+            if getattr(hint, "__origin__", None) is Literal and getattr(self, f.name) not in get_args(hint):
+                allowed = ", ".join(map(str, get_args(hint)))
+                raise ValueError(f"{self.section}.{f.name}={getattr(self, f.name)!r}; allowed: {allowed}")
+        self._validate()
+
+    def _validate(self) -> None:
+        """Range checks of the section; none by default."""
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    """Dual encoder towers and the shared embedding space."""
+
+    section = "model"
+
+    image_tower: ImageTower = "tiny_resnet"  # tiny_resnet: widths 16-32-64-128, for CPU runs
+    image_size: int = 64
+    image_pretrained: str | None = None  # local torch state-dict file for the image tower
+    text_tower: TextTower = "tiny_distilbert"  # tiny_*: 2 layers, hidden 128, for CPU runs
+    text_pretrained: str | None = None  # local directory of a transformers checkpoint
+    vocab_size: int = 2000  # ignored when text_pretrained is set (the checkpoint's own)
+    max_length: int = 32
+    embed_dim: int = 128
+
+    def _validate(self) -> None:
+        _check_range("model.image_size", self.image_size, 16)
+        _check_range("model.embed_dim", self.embed_dim, 1)
+        _check_range("model.max_length", self.max_length, 4)
+        for name in ("image_pretrained", "text_pretrained"):
+            path = getattr(self, name)
+            if path is not None and not os.path.exists(path):
+                raise ValueError(f"model.{name}={path!r}: no such path; pretrained weights load only from local disk")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig(_Section):
+    """Temperature and paper A's logit transform."""
+
+    section = "objective"
+
+    temperature: float = 0.07  # initial t; logit_scale = ln(1/t), clamped to ln(100)
+    learnable_temperature: bool = True
+    logit_transform: LogitTransform = "identity"
+    omega: float = math.pi / 2  # sine only; monotone on [-1, 1] for omega <= pi/2
+    k: float = 10.0  # sigmoid, sigmoid_centered: slope
+    c: float = 0.0  # sigmoid only: centre
+    transform_before_temperature: bool = True  # z = f(s)/t if true, else z = f(s/t)
+
+    def _validate(self) -> None:
+        _check_range("objective.temperature", self.temperature, 0.0, strict_low=True)
+        if self.temperature < 0.01:
+            raise ValueError(f"objective.temperature={self.temperature}; allowed: >= 0.01 (logit scale is capped at 100)")
+        _check_range("objective.omega", self.omega, 0.0, strict_low=True)
+        _check_range("objective.k", self.k, 0.0, strict_low=True)
+
+
+@dataclass(frozen=True)
+class NegativesConfig(_Section):
+    """Paper B's cluster-aware negatives (all but `weighting` matter only when it is not none)."""
+
+    section = "negatives"
+
+    weighting: Weighting = "none"
+    n_clusters_image: int = 50  # capped by the data: checked by `TrialConfig.check_data`
+    n_clusters_text: int = 50
+    strength: float = 1.0  # lambda in w = 1 + lambda (1 - C^I) / 2; cluster_weight, cluster_both
+    threshold: float = 0.9  # theta of the false-negative mask; cluster_mask, cluster_both
+    features: ClusterFeatures = "initial"  # initial: towers at step 0; current: re-embed
+    recluster_every: int = 1  # epochs; features=current only
+
+    def _validate(self) -> None:
+        _check_range("negatives.n_clusters_image", self.n_clusters_image, 2)
+        _check_range("negatives.n_clusters_text", self.n_clusters_text, 2)
+        _check_range("negatives.strength", self.strength, 0.0)
+        _check_range("negatives.threshold", self.threshold, -1.0, 1.0)
+        _check_range("negatives.recluster_every", self.recluster_every, 1)
+
+
+@dataclass(frozen=True)
+class UnimodalConfig(_Section):
+    """Paper C's uni-modal contrast: L = L_cross + alpha L_II + beta L_TT."""
+
+    section = "unimodal"
+
+    image_weight: float = 0.0  # alpha
+    text_weight: float = 0.0  # beta
+    token_drop: float = 0.1  # text view by random token deletion when an item has one caption
+
+    def _validate(self) -> None:
+        _check_range("unimodal.image_weight", self.image_weight, 0.0)
+        _check_range("unimodal.text_weight", self.text_weight, 0.0)
+        _check_range("unimodal.token_drop", self.token_drop, 0.0, 0.9)
+
+
+@dataclass(frozen=True)
+class BatchingConfig(_Section):
+    """Paper C's clustered hard-negative batching."""
+
+    section = "batching"
+
+    mode: BatchingMode = "random"
+    n_clusters: int | None = None  # cluster_hard only; None: about N / global batch
+    recluster_every: int = 1  # epochs
+
+    def _validate(self) -> None:
+        if self.n_clusters is not None:
+            _check_range("batching.n_clusters", self.n_clusters, 2)
+        _check_range("batching.recluster_every", self.recluster_every, 1)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig(_Section):
+    """Stages: joint (one stage), multi_stage (paper C), two_stage (paper D)."""
+
+    section = "schedule"
+
+    kind: ScheduleKind = "joint"
+    stage1_epochs: int = 1  # multi_stage, two_stage
+    stage1_loss: Stage1Loss = "arcface"  # two_stage only; arcface needs labels
+    pseudo_captions: bool = False  # two_stage only: MCIP
+    arcface_scale: float = 30.0
+    arcface_margin: float = 0.1
+    proxy_lr_multiplier: float = 100.0
+    pseudo_top_k: int = 20
+    pseudo_min_cosine: float = 0.27
+    pseudo_weight: float = 0.25  # stage 1 = (1 - w) L_stage1 + w L_mc
+
+    def _validate(self) -> None:
+        _check_range("schedule.stage1_epochs", self.stage1_epochs, 1)
+        _check_range("schedule.arcface_scale", self.arcface_scale, 0.0, strict_low=True)
+        _check_range("schedule.arcface_margin", self.arcface_margin, 0.0, math.pi / 2)
+        _check_range("schedule.pseudo_top_k", self.pseudo_top_k, 1)
+        _check_range("schedule.pseudo_weight", self.pseudo_weight, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class OptimConfig(_Section):
+    """AdamW with cosine schedule and warm-up; batch_size is the global batch."""
+
+    section = "optim"
+
+    epochs: int = 5
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    seed: int = 0
+
+    def _validate(self) -> None:
+        _check_range("optim.epochs", self.epochs, 1)
+        _check_range("optim.batch_size", self.batch_size, 2)
+        _check_range("optim.lr", self.lr, 0.0, strict_low=True)
+        _check_range("optim.weight_decay", self.weight_decay, 0.0)
+        _check_range("optim.warmup_steps", self.warmup_steps, 0)
+        _check_range("optim.grad_clip", self.grad_clip, 0.0)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one trial needs to know about what it trains."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    negatives: NegativesConfig = field(default_factory=NegativesConfig)
+    unimodal: UnimodalConfig = field(default_factory=UnimodalConfig)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if self.schedule.kind != "joint" and self.schedule.stage1_epochs >= self.optim.epochs:
+            raise ValueError(
+                f"schedule.stage1_epochs={self.schedule.stage1_epochs}; allowed: fewer than "
+                f"optim.epochs={self.optim.epochs} (stage 2 needs at least one epoch)"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialConfig:
+        """Builds a config from nested dicts; unknown or mistyped fields raise `ValueError`."""
+        return _build(cls, data, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """`{"objective.temperature": 0.07, ...}`: MLflow params, Tune search-space keys."""
+        return {f"{section}.{k}": v for section, values in self.to_dict().items() for k, v in values.items()}
+
+    def check_data(self, n_items: int, has_labels: bool) -> None:
+        """Checks the knobs that depend on the training data (before any worker starts).
+
+        Raises:
+            ValueError: more clusters than items, or ArcFace without labels.
+        """
+        if self.negatives.weighting != "none":
+            for name in ("n_clusters_image", "n_clusters_text"):
+                value = getattr(self.negatives, name)
+                if value > n_items:
+                    raise ValueError(f"negatives.{name}={value}; allowed: at most the {n_items} training items")
+        if self.batching.mode == "cluster_hard" and (self.batching.n_clusters or 0) > n_items:
+            raise ValueError(f"batching.n_clusters={self.batching.n_clusters}; allowed: at most the {n_items} training items")
+        if self.schedule.kind == "two_stage" and self.schedule.stage1_loss == "arcface" and not has_labels:
+            raise ValueError(
+                "schedule.stage1_loss='arcface' needs a `label` column and the training data has none; "
+                "allowed without labels: 'simclr'"
+            )
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{path or 'config'}={data!r}; expected a mapping of fields")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ValueError(f"unknown field {where}{unknown[0]}; allowed: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name, value in data.items():
+        dotted = f"{path}.{name}" if path else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, dotted)
+        else:
+            kwargs[name] = _coerce(hint, value, dotted)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    """Checks a scalar against its annotation (Literal, int, float, bool, str, Optional)."""
+    args = get_args(hint)
+    if getattr(hint, "__origin__", None) is Literal:
+        if value not in args:
+            raise ValueError(f"{path}={value!r}; allowed: {', '.join(map(str, args))}")
+        return value
+    if type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{path}={value!r}; allowed: true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
+            raise ValueError(f"{path}={value!r}; allowed: an integer")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{path}={value!r}; allowed: a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{path}={value!r}; allowed: a string")
+        return value
+    raise TypeError(f"{path}: unsupported annotation {hint!r}")  # internal: a config field of a new type

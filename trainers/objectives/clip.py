@@ -1,0 +1,67 @@
+"""The cross-modal term: vanilla CLIP, with paper A's transform and paper B's negatives.
+
+Radford et al. 2021 (CLIP): L_clip = 1/2 [CE(z, diag) + CE(z^T, diag)], z_ij = s_ij / t.
+DESIGN.md "Method definitions": A changes z to f(s)/t (`logits.py`); B adds log(m_ij w_ij) to
+the off-diagonal logits (`clusters.py`). Both reduce to L_clip at their baseline values.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import LossContext, ObjectiveInputs, register_term, require
+from .clusters import pair_log_weights
+from .logits import scaled_logits
+
+
+def symmetric_infonce(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    ctx: LossContext,
+    transform: bool = False,
+    log_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """1/2 [CE(a_local vs b_global) + CE(b_local vs a_global)], positives on the diagonal.
+
+    Args:
+        a, b: local (B_local, D) embeddings; row i of a and of b are a positive pair.
+        ctx: workers and temperature.
+        transform: apply the objective's logit transform (cross-modal term only).
+        log_weights: (B_local, B_global) offsets added to the logits of both directions (the
+            pair weights are symmetric in i, j, so one matrix serves rows and columns).
+    """
+    targets = ctx.targets(a)
+    a_all, b_all = ctx.gather(a), ctx.gather(b)
+    losses = []
+    for rows, cols in ((a, b_all), (b, a_all)):
+        similarity = rows @ cols.T  # (B_local, B_global)
+        if transform:
+            logits = scaled_logits(similarity, ctx.logit_scale, ctx.cfg.objective)
+        else:
+            logits = similarity * ctx.logit_scale.exp()
+        if log_weights is not None:
+            logits = logits + log_weights
+        losses.append(F.cross_entropy(logits, targets))
+    return (losses[0] + losses[1]) / 2
+
+
+@register_term("clip")
+def cross_modal(inputs: ObjectiveInputs, ctx: LossContext) -> torch.Tensor:
+    """L_cross: image-text InfoNCE over the global batch, with the configured variants."""
+    negatives = ctx.cfg.negatives
+    log_weights = None
+    if negatives.weighting != "none":
+        image_rows = require(inputs.image_cluster, "image_cluster", "clip")
+        text_rows = require(inputs.text_cluster, "text_cluster", "clip")
+        log_weights = pair_log_weights(
+            image_rows,
+            ctx.group.gather_constant(image_rows),
+            text_rows,
+            ctx.group.gather_constant(text_rows),
+            ctx.buffers["image_centroid_cosine"],
+            ctx.buffers["text_centroid_cosine"],
+            ctx.targets(inputs.image),
+            negatives,
+        )
+    return symmetric_infonce(inputs.image, inputs.text, ctx, transform=True, log_weights=log_weights)

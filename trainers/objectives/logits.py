@@ -1,0 +1,57 @@
+"""Paper A's logit transforms: a fixed monotone f spreads the similarity matrix.
+
+Mohammadi et al., "Image-Text Connection: Exploring the Expansion of the Diversity Within Joint
+Feature Space Similarity Scores", IEEE Access 2023. DESIGN.md "Method definitions", A:
+z_ij = f(s_ij) / t (`transform_before_temperature`, the default) or f(s_ij / t).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..config import ObjectiveConfig
+
+Transform = Callable[[torch.Tensor, ObjectiveConfig], torch.Tensor]
+TRANSFORMS: dict[str, Transform] = {}
+
+
+def register_transform(fn: Transform) -> Transform:
+    """Registers `fn` under its name; names are the values of `objective.logit_transform`."""
+    if fn.__name__ in TRANSFORMS:
+        raise ValueError(f"logit transform {fn.__name__!r} registered twice")
+    TRANSFORMS[fn.__name__] = fn
+    return fn
+
+
+@register_transform
+def identity(s: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
+    return s
+
+
+@register_transform
+def sine(s: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
+    """f(s) = sin(omega s); monotone on [-1, 1] for omega <= pi/2."""
+    return torch.sin(cfg.omega * s)
+
+
+@register_transform
+def sigmoid(s: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
+    """f(s) = sigmoid(k (s - c)), range (0, 1)."""
+    return torch.sigmoid(cfg.k * (s - cfg.c))
+
+
+@register_transform
+def sigmoid_centered(s: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
+    """f(s) = 2 sigmoid(k s) - 1, range (-1, 1), f(0) = 0."""
+    return 2 * torch.sigmoid(cfg.k * s) - 1
+
+
+def scaled_logits(similarity: torch.Tensor, logit_scale: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
+    """Cosine similarities -> logits z, with the configured transform and temperature."""
+    transform = TRANSFORMS[cfg.logit_transform]
+    scale = logit_scale.exp()
+    if cfg.transform_before_temperature:
+        return transform(similarity, cfg) * scale
+    return transform(similarity * scale, cfg)

@@ -1,0 +1,99 @@
+"""Stage plans: which parameters train, with which loss terms, for how many epochs.
+
+joint        one stage: clip + alpha image_image + beta text_text
+multi_stage  paper C: stage 1 clip only (alignment warm-up), stage 2 the full loss
+two_stage    paper D: stage 1 the image tower alone (arcface or simclr, optionally with
+             pseudo-captions), stage 2 the text tower alone re-aligned with clip to the
+             frozen image embeddings (which the train loop may precompute)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from .config import TrialConfig
+
+IMAGE_SIDE = ("image_tower", "image_proj")
+TEXT_SIDE = ("text_tower", "text_proj")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a plan."""
+
+    name: str
+    epochs: int
+    trainable: tuple[str, ...]  # parameter-name prefixes of the model and objective
+    weights: dict[str, float]  # loss term -> weight (zero weights are left out)
+    precompute_image: bool = False  # image side frozen: embed the images once per stage
+
+
+def stage_plan(cfg: TrialConfig) -> list[Stage]:
+    """The stages of `cfg.schedule` over `cfg.optim.epochs` epochs."""
+    full = {"clip": 1.0, "image_image": cfg.unimodal.image_weight, "text_text": cfg.unimodal.text_weight}
+    full = {k: v for k, v in full.items() if v}
+    everything = IMAGE_SIDE + TEXT_SIDE + ("logit_scale",)
+    schedule, epochs = cfg.schedule, cfg.optim.epochs
+    if schedule.kind == "joint":
+        return [Stage("joint", epochs, everything, full)]
+    rest = epochs - schedule.stage1_epochs
+    if schedule.kind == "multi_stage":
+        return [Stage("align", schedule.stage1_epochs, everything, {"clip": 1.0}), Stage("full", rest, everything, full)]
+    if schedule.stage1_loss == "arcface":
+        stage1, trainable = {"arcface": 1.0}, IMAGE_SIDE + ("arcface",)
+    else:  # simclr: L_II at the shared temperature
+        stage1, trainable = {"image_image": 1.0}, IMAGE_SIDE + ("logit_scale",)
+    if schedule.pseudo_captions:
+        stage1 = {name: (1 - schedule.pseudo_weight) * w for name, w in stage1.items()}
+        stage1["pseudo_caption"] = schedule.pseudo_weight
+    return [
+        Stage("image", schedule.stage1_epochs, trainable, stage1),
+        Stage("realign", rest, TEXT_SIDE + ("logit_scale",), {"clip": 1.0}, precompute_image=True),
+    ]
+
+
+def apply_stage(modules: dict[str, nn.Module], stage: Stage) -> list[nn.Parameter]:
+    """Sets `requires_grad` by the stage's prefixes; returns the trainable parameters.
+
+    Args:
+        modules: named modules whose parameter names get the key as a prefix, e.g.
+            {"": model, "arcface": objective.arcface}.
+    """
+    trainable = []
+    for prefix, module in modules.items():
+        for name, param in module.named_parameters():
+            full = f"{prefix}.{name}" if prefix else name
+            param.requires_grad_(full.startswith(stage.trainable))
+            if param.requires_grad:
+                trainable.append(param)
+    return trainable
+
+
+def param_groups(
+    modules: dict[str, nn.Module], stage: Stage, lr: float, weight_decay: float, proxy_lr_multiplier: float
+) -> list[dict]:
+    """AdamW groups of the stage's trainable parameters.
+
+    Matrices decay; biases, norms and the logit scale do not (as open_clip); ArcFace proxies
+    train at `proxy_lr_multiplier` x lr (paper D: 100x).
+    """
+    apply_stage(modules, stage)
+    decay, no_decay, proxies = [], [], []
+    for prefix, module in modules.items():
+        for name, param in module.named_parameters():
+            if not param.requires_grad:
+                continue
+            if prefix == "arcface":
+                proxies.append(param)
+            elif param.ndim < 2 or "logit_scale" in name:
+                no_decay.append(param)
+            else:
+                decay.append(param)
+    groups = [
+        {"params": decay, "lr": lr, "weight_decay": weight_decay},
+        {"params": no_decay, "lr": lr, "weight_decay": 0.0},
+        {"params": proxies, "lr": lr * proxy_lr_multiplier, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
