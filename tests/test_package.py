@@ -6,6 +6,7 @@ import ast
 import importlib
 import pkgutil
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ def test_every_source_folder_is_an_installed_package():
         for top in ("trainers", "orchestrator")
         for p in (ROOT / top).rglob("__init__.py")
     }
-    listed = set(re.search(r"packages = \[(.*?)\]", (ROOT / "pyproject.toml").read_text()).group(1).replace('"', "").split(", "))
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     assert on_disk == listed
 
 
