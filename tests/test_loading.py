@@ -131,3 +131,28 @@ def test_two_worker_torch_trainer_sees_each_id_at_most_once_per_epoch(small_corp
 def test_bad_paths_fail_before_any_ray_task(tmp_path):
     with pytest.raises(DataFormatError, match="no such shard file or directory"):
         read_shards([str(tmp_path / "missing.parquet")])
+
+
+def test_views_give_another_caption_and_a_second_image(small_corpus):
+    rows = _train_rows(small_corpus)
+    tokenizer = load_tokenizer(small_corpus.tokenizer_dir)
+    dataset = build_dataset(small_corpus.shards["train"][0], Preprocess(small_corpus.tokenizer_dir, views=True))
+    batch = next(torch_batches(dataset, batch_size=64))
+    assert batch["image_view"].shape == batch["image"].shape and batch["image_view"].dtype == torch.float32
+    assert not torch.equal(batch["image_view"], batch["image"])
+    for i, ids, view_ids in zip(batch["id"], batch["input_ids"], batch["view_input_ids"]):
+        first, second = (tokenizer.decode(x, skip_special_tokens=True) for x in (ids, view_ids))
+        options = [_roundtrip(tokenizer, c) for c in rows[i]["captions"]]
+        assert first in options and second in options and first != second  # 5 distinct captions each
+
+
+def test_single_caption_items_get_a_token_dropped_view(tmp_path, small_corpus):
+    import numpy as np
+
+    preprocess = Preprocess(small_corpus.tokenizer_dir, views=True, token_drop=0.5)
+    table = pq.read_table(small_corpus.shards["train"][0]).slice(0, 64)
+    batch = {c: table.column(c).to_numpy(zero_copy_only=False) for c in ("id", "image", "caption")}
+    out = preprocess(batch)
+    lengths, view_lengths = out["attention_mask"].sum(1), out["view_attention_mask"].sum(1)
+    assert (view_lengths <= lengths).all() and (view_lengths < lengths).mean() > 0.9
+    assert np.array_equal(out["view_input_ids"][:, 0], out["input_ids"][:, 0])  # [CLS] kept

@@ -18,7 +18,7 @@ import torch
 
 from .shards import resolve_shards
 from .tokenizer import load_tokenizer
-from .transforms import crop_image, decode_image, normalize
+from .transforms import crop_image, decode_image, drop_tokens, image_view, normalize
 
 OPTIONAL_COLUMNS = ("captions", "label")
 NO_LABEL = -1  # label value of items whose source has none
@@ -28,8 +28,11 @@ NO_LABEL = -1  # label value of items whose source has none
 class Preprocess:
     """Batch function for `map_batches`: {id, image bytes, caption(s), label} -> model inputs.
 
-    Output columns: `image` uint8 (B, 3, S, S) (`torch_batches` normalises it), `input_ids` and `attention_mask` int64
-    (B, max_length), `label` int64 (B,) with -1 where missing, `id` str (B,).
+    Output columns: `image` uint8 (B, 3, S, S) (`torch_batches` normalises it), `input_ids` and
+    `attention_mask` int64 (B, max_length), `label` int64 (B,) with -1 where missing, `id` str
+    (B,). With `views`, also paper C's second views: `image_view` (jittered, cropped harder) and
+    `view_input_ids` / `view_attention_mask` (another caption of the item, or, for an item with
+    one caption, that caption with tokens deleted at rate `token_drop`).
 
     Args:
         tokenizer_dir: local directory of a saved tokenizer.
@@ -38,6 +41,8 @@ class Preprocess:
             first caption (deterministic, for evaluation).
         max_length: token length after padding/truncation.
         hflip: random horizontal flip in training (see `crop_image`).
+        views: also emit the second image and text views.
+        token_drop: deletion rate of the text view of single-caption items.
     """
 
     tokenizer_dir: str
@@ -45,39 +50,50 @@ class Preprocess:
     train: bool = True
     max_length: int = 32
     hflip: bool = False
+    views: bool = False
+    token_drop: float = 0.1
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        images = np.stack(
-            [crop_image(decode_image(data), self.image_size, self.train, hflip=self.hflip) for data in batch["image"]]
-        )
-        tokens = load_tokenizer(self.tokenizer_dir)(
-            self._pick_captions(batch),
-            padding="max_length",
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="np",
-        )
-        labels = batch.get("label")
-        if labels is None:
-            labels = np.full(len(images), NO_LABEL, dtype=np.int64)
-        else:  # nullable column: Arrow nulls arrive as NaN or None
-            labels = np.array([NO_LABEL if v is None or v != v else int(v) for v in labels], dtype=np.int64)
-        return {
-            "id": np.asarray(batch["id"], dtype=object),
-            "image": images,
-            "input_ids": tokens["input_ids"].astype(np.int64),
-            "attention_mask": tokens["attention_mask"].astype(np.int64),
-            "label": labels,
-        }
-
-    def _pick_captions(self, batch: dict[str, np.ndarray]) -> list[str]:
-        if not self.train or "captions" not in batch:
-            return [str(c) for c in batch["caption"]]
+        decoded = [decode_image(data) for data in batch["image"]]
+        options = self._caption_options(batch)
         rng = np.random.default_rng()  # fresh entropy: a new caption draw every epoch
-        return [
-            str(options[rng.integers(len(options))]) if len(options) else str(first)
-            for options, first in zip(batch["captions"], batch["caption"])
-        ]
+        chosen = [int(rng.integers(len(o))) if self.train else 0 for o in options]
+        input_ids, attention_mask = self._tokenize([o[i] for o, i in zip(options, chosen)])
+        out = {
+            "id": np.asarray(batch["id"], dtype=object),
+            "image": np.stack([crop_image(im, self.image_size, self.train, hflip=self.hflip) for im in decoded]),
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "label": self._labels(batch, len(decoded)),
+        }
+        if self.views:
+            out["image_view"] = np.stack([image_view(im, self.image_size, hflip=self.hflip) for im in decoded])
+            # Another caption where there is one: shift the drawn index by 1..n-1.
+            others = [(i + 1 + int(rng.integers(len(o) - 1))) % len(o) if len(o) > 1 else i for o, i in zip(options, chosen)]
+            view_ids, view_mask = self._tokenize([o[i] for o, i in zip(options, others)])
+            dropped_ids, dropped_mask = drop_tokens(torch.from_numpy(view_ids), torch.from_numpy(view_mask), self.token_drop)
+            single = np.array([len(o) == 1 for o in options])
+            out["view_input_ids"] = np.where(single[:, None], dropped_ids.numpy(), view_ids)
+            out["view_attention_mask"] = np.where(single[:, None], dropped_mask.numpy(), view_mask)
+        return out
+
+    def _caption_options(self, batch: dict[str, np.ndarray]) -> list[list[str]]:
+        if "captions" not in batch:
+            return [[str(c)] for c in batch["caption"]]
+        return [[str(c) for c in cs] if len(cs) else [str(first)] for cs, first in zip(batch["captions"], batch["caption"])]
+
+    def _tokenize(self, captions: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        tokens = load_tokenizer(self.tokenizer_dir)(
+            captions, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="np"
+        )
+        return tokens["input_ids"].astype(np.int64), tokens["attention_mask"].astype(np.int64)
+
+    @staticmethod
+    def _labels(batch: dict[str, np.ndarray], n: int) -> np.ndarray:
+        if "label" not in batch:
+            return np.full(n, NO_LABEL, dtype=np.int64)
+        # Nullable column: Arrow nulls arrive as None or NaN.
+        return np.array([NO_LABEL if v is None or v != v else int(v) for v in batch["label"]], dtype=np.int64)
 
 
 def read_shards(paths: str | Iterable[str], rows_per_block: int = 1024) -> ray.data.Dataset:
@@ -116,7 +132,9 @@ def to_torch(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -
         if key != "id":
             # Batches from the object store are read-only views; torch needs writable memory.
             out[key] = torch.from_numpy(np.require(value, requirements="CW")).to(device, non_blocking=True)
-    out["image"] = normalize(out["image"])
+    for key in ("image", "image_view"):
+        if key in out:
+            out[key] = normalize(out[key])
     return out
 
 

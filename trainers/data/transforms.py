@@ -1,4 +1,6 @@
-"""Image decoding, cropping and normalisation, shared by the Ray Data pipeline and plain loops.
+"""Image decoding, cropping, views and normalisation; caption token deletion.
+
+Shared by the Ray Data pipeline and plain loops.
 
 Data tasks crop and resize with Pillow and ship uint8 pixels (4x fewer bytes through the object
 store than float32); `normalize` turns them into CLIP-normalised floats on the trainer's device.
@@ -11,7 +13,7 @@ import io
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import RandomResizedCrop
+from torchvision.transforms import ColorJitter, RandomResizedCrop
 
 # CLIP's image statistics, as open_clip's OPENAI_DATASET_MEAN / _STD.
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -62,3 +64,34 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGE_MEAN, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGE_STD, device=images.device).view(1, 3, 1, 1)
     return (images.float() / 255.0 - mean) / std
+
+
+# Paper C's second image view: stronger crop, colour jitter. Hue stays fixed: captions name
+# colours, and a hue shift would turn a "red" object into another colour's.
+_VIEW_JITTER = ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.0)
+
+
+def image_view(image: Image.Image, size: int, hflip: bool = False) -> np.ndarray:
+    """A second augmented view for L_II: colour jitter, then a random resized crop (area 0.5-1)."""
+    return crop_image(_VIEW_JITTER(image), size, train=True, crop_scale=(0.5, 1.0), hflip=hflip)
+
+
+def drop_tokens(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, p: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deletes each non-special token with probability p and left-packs what remains.
+
+    The first token ([CLS]) and the last real token ([SEP]) are always kept.
+
+    Returns:
+        (input_ids, attention_mask) of the same shape, padded with the original pad id (0).
+    """
+    lengths = attention_mask.sum(1)  # (B,)
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+    special = (positions == 0) | (positions == (lengths - 1).unsqueeze(1))
+    keep = attention_mask.bool() & (special | (torch.rand(input_ids.shape, generator=generator) >= p))
+    # Stable sort puts kept tokens first, in order.
+    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices
+    new_mask = torch.gather(keep, 1, order)
+    new_ids = torch.gather(input_ids, 1, order).masked_fill(~new_mask, 0)
+    return new_ids, new_mask.to(attention_mask.dtype)
