@@ -128,7 +128,7 @@ def main() -> None:
                     f"{mb / reference[1]:.2f}x" if reference[1] > 0 else "",
                 )  # fmt: skip
             table.add_section()
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":

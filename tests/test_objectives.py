@@ -94,7 +94,8 @@ HAND_F = {
 def test_transform_by_hand_on_3x3(name):
     cfg = TrialConfig.from_dict({"objective": {"logit_transform": name}})
     z = [[HAND_F[name](s) * SCALE for s in row] for row in S]
-    logits = scaled_logits(torch.tensor(S, dtype=torch.float64), torch.tensor(math.log(SCALE)).double(), cfg.objective)
+    rows, cols = torch.eye(3, dtype=torch.float64), torch.tensor(V, dtype=torch.float64)
+    logits = scaled_logits(rows, cols, torch.tensor(math.log(SCALE)).double(), cfg.objective)
     assert torch.allclose(logits, torch.tensor(z, dtype=torch.float64), atol=1e-9)
     got = loss(cfg, torch.eye(3, dtype=torch.float64), torch.tensor(V, dtype=torch.float64))
     assert got.item() == pytest.approx(_hand_loss(z), abs=1e-6)
@@ -240,5 +241,7 @@ def test_vanilla_equals_open_clip_cliploss(two_workers):
 
 def test_sine_after_temperature_is_the_configured_formula():
     cfg = ObjectiveConfig(logit_transform="sine", transform_before_temperature=False, omega=0.05)
-    s = torch.tensor([[0.3]])
-    assert scaled_logits(s, torch.tensor(math.log(SCALE)), cfg).item() == pytest.approx(math.sin(0.05 * 0.3 * SCALE))
+    rows, cols = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.3, 0.95]])  # s = 0.3
+    assert scaled_logits(rows, cols, torch.tensor(math.log(SCALE)), cfg).item() == pytest.approx(
+        math.sin(0.05 * 0.3 * SCALE), rel=1e-5
+    )

@@ -35,11 +35,7 @@ def symmetric_infonce(
     a_all, b_all = ctx.gather(a), ctx.gather(b)
     losses = []
     for rows, cols in ((a, b_all), (b, a_all)):
-        similarity = rows @ cols.T  # (B_local, B_global)
-        if transform:
-            logits = scaled_logits(similarity, ctx.logit_scale, ctx.cfg.objective)
-        else:
-            logits = similarity * ctx.logit_scale.exp()
+        logits = scaled_logits(rows, cols, ctx.logit_scale, ctx.cfg.objective if transform else None)  # (B_local, B_global)
         if log_weights is not None:
             logits = logits + log_weights
         losses.append(F.cross_entropy(logits, targets))

@@ -62,17 +62,19 @@ def pair_log_weights(
     Returns:
         (B_local, B_global) additive logit offsets; -inf where a negative is masked.
     """
-    ci = image_cosine[image_rows][:, image_cols]  # (B_local, B_global)
-    ct = text_cosine[text_rows][:, text_cols]
-    log_w = torch.zeros_like(ci)
+    # Work on the (K, K) cluster tables, then index once into (B_local, B_global).
+    image_pairs = (image_rows.unsqueeze(1), image_cols.unsqueeze(0))
     if cfg.weighting in ("cluster_weight", "cluster_both"):
-        log_w = torch.log1p(cfg.strength * (1 - ci) / 2)
+        log_w = torch.log1p(cfg.strength * (1 - image_cosine) / 2)[image_pairs]
+    else:
+        log_w = torch.zeros(len(image_rows), len(image_cols), dtype=image_cosine.dtype, device=image_cosine.device)
     if cfg.weighting in ("cluster_mask", "cluster_both"):
-        masked = (ci >= cfg.threshold) & (ct >= cfg.threshold)
-        log_w = log_w.masked_fill(masked, float("-inf"))
-    positives = torch.zeros_like(log_w, dtype=torch.bool)
-    positives[torch.arange(len(targets)), targets] = True
-    return log_w.masked_fill(positives, 0.0)
+        alike = (image_cosine >= cfg.threshold)[image_pairs] & (text_cosine >= cfg.threshold)[
+            text_rows.unsqueeze(1), text_cols.unsqueeze(0)
+        ]
+        log_w = log_w.masked_fill(alike, float("-inf"))
+    log_w[torch.arange(len(targets), device=targets.device), targets] = 0.0  # positives are never weighted
+    return log_w
 
 
 def cluster_hard_order(assignments: np.ndarray, batch_size: int, seed: int) -> np.ndarray:

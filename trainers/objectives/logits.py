@@ -48,10 +48,19 @@ def sigmoid_centered(s: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
     return 2 * torch.sigmoid(cfg.k * s) - 1
 
 
-def scaled_logits(similarity: torch.Tensor, logit_scale: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
-    """Cosine similarities -> logits z, with the configured transform and temperature."""
-    transform = TRANSFORMS[cfg.logit_transform]
+def scaled_logits(
+    rows: torch.Tensor, cols: torch.Tensor, logit_scale: torch.Tensor, cfg: ObjectiveConfig | None = None
+) -> torch.Tensor:
+    """Embeddings (B_rows, D), (B_cols, D) -> logits z (B_rows, B_cols).
+
+    With no transform (`cfg` None or identity) the scale multiplies the (B_rows, D) rows before
+    the product, as open_clip does, so no extra (B_rows, B_cols) tensor is kept for backward.
+    """
     scale = logit_scale.exp()
+    if cfg is None or cfg.logit_transform == "identity":
+        return (rows * scale) @ cols.T
+    transform = TRANSFORMS[cfg.logit_transform]
+    similarity = rows @ cols.T
     if cfg.transform_before_temperature:
         return transform(similarity, cfg) * scale
     return transform(similarity * scale, cfg)
