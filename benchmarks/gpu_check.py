@@ -28,7 +28,7 @@ from clipsweep.trainers.objectives import ContrastiveObjective, ObjectiveInputs,
 sys.path.insert(0, os.path.dirname(__file__))
 from loss_bench import OBJECTIVES, _step_fn  # noqa: E402
 
-DEVICE = torch.device("cuda")
+DEVICE = torch.device("cuda", 0)
 
 
 def train_steps(amp: bool, steps: int = 30, batch: int = 256) -> tuple[float, float, float, float]:
