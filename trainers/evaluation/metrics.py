@@ -1,0 +1,79 @@
+"""Metrics of both suites: pure functions of L2-normalised embeddings and labels.
+
+Definitions follow CLIP_benchmark: zero-shot acc@k and mean per-class recall (balanced
+accuracy); retrieval R@k as in CLIP papers (an image query is correct at k if any of its
+captions is in its top k; a caption query if its image is). Top-k search is exact inner
+product with faiss. Each metric also comes per item (0/1), which is what the bootstrap resamples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import faiss
+import numpy as np
+
+
+def top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
+    """Indices (Q, k) of each query's k highest inner products among the keys (faiss, exact)."""
+    index = faiss.IndexFlatIP(keys.shape[1])
+    index.add(np.ascontiguousarray(keys, dtype=np.float32))
+    _, indices = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(keys)))
+    return indices
+
+
+def class_embeddings(prompt_embeddings: np.ndarray) -> np.ndarray:
+    """(C, T, D) embeddings of each class's T prompts -> (C, D): normalised mean of normalised."""
+    x = prompt_embeddings / np.linalg.norm(prompt_embeddings, axis=-1, keepdims=True)
+    mean = x.mean(axis=1)
+    return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
+
+
+def mean_per_class_recall(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over the classes present in `labels` of the fraction predicted right."""
+    return float(np.mean([np.mean(predictions[labels == c] == c) for c in np.unique(labels)]))
+
+
+def zero_shot(image: np.ndarray, classes: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray | float]:
+    """acc1, acc5 (NaN below 5 classes), mean_per_class_recall, and per-item `correct1`/`pred`."""
+    ranked = top_k(image, classes, min(5, len(classes)))
+    correct1 = (ranked[:, 0] == labels).astype(np.float64)
+    acc5 = float(np.mean((ranked == labels[:, None]).any(1))) if len(classes) >= 5 else float("nan")
+    return {
+        "acc1": float(correct1.mean()),
+        "acc5": acc5,
+        "mean_per_class_recall": mean_per_class_recall(ranked[:, 0], labels),
+        "correct1": correct1,
+        "pred": ranked[:, 0],
+    }
+
+
+def retrieval(
+    image: np.ndarray, text: np.ndarray, text_image: np.ndarray, ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, np.ndarray | float]:
+    """Image->text and text->image R@k; `text_image[t]` is the image of caption t.
+
+    Returns `i2t_R@k`, `t2i_R@k` and `mean_R@1` (the primary metric), plus per-item hits
+    `i2t_hit1` (per image) and `t2i_hit1` (per caption).
+    """
+    k_max = max(ks)
+    i2t = text_image[top_k(image, text, k_max)] == np.arange(len(image))[:, None]  # (I, k): caption's image is the query
+    t2i = top_k(text, image, k_max) == text_image[:, None]  # (T, k)
+    out: dict[str, np.ndarray | float] = {}
+    for k in ks:
+        out[f"i2t_R@{k}"] = float(i2t[:, :k].any(1).mean())
+        out[f"t2i_R@{k}"] = float(t2i[:, :k].any(1).mean())
+    out["mean_R@1"] = (out["i2t_R@1"] + out["t2i_R@1"]) / 2
+    out["i2t_hit1"] = i2t[:, 0].astype(np.float64)
+    out["t2i_hit1"] = t2i[:, 0].astype(np.float64)
+    return out
+
+
+def bootstrap_ci(
+    statistic: Callable[[np.ndarray], float], n_items: int, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile interval of `statistic(indices)` over resamples of the evaluation items."""
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n_items, n_items)) for _ in range(n_resamples)])
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
