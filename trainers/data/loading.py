@@ -53,6 +53,10 @@ class Preprocess:
     views: bool = False
     token_drop: float = 0.1
 
+    def images(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """Only the image part: (B, 3, S, S) uint8 crops of the `image` column."""
+        return np.stack([crop_image(decode_image(d), self.image_size, self.train, hflip=self.hflip) for d in batch["image"]])
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         decoded = [decode_image(data) for data in batch["image"]]
         options = self._caption_options(batch)

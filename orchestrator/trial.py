@@ -1,0 +1,190 @@
+"""Run one trial: validate, size resources, build the Ray Dataset and fit a TorchTrainer.
+
+`clipsweep train` and the sweep's Tune trainable both come through `run_trial`, so a trial
+behaves the same alone and inside a sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.parquet as pq
+import ray
+import ray.train
+import torch
+from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from clipsweep.trainers.config import TrialConfig
+from clipsweep.trainers.data.loading import Preprocess, build_dataset
+from clipsweep.trainers.data.shards import DataFormatError, resolve_shards
+from clipsweep.trainers.data.synthetic import ensure_synthetic
+from clipsweep.trainers.train_loop import LoopSettings, train_loop_per_worker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrialData:
+    """Where a trial's data lies and what the driver knows of it before any worker starts."""
+
+    train: str
+    tokenizer_dir: str
+    heldout: str | None
+    n_train: int
+    n_classes: int  # 0 when the training data has no labels
+
+    @classmethod
+    def from_paths(cls, train: str, tokenizer_dir: str, heldout: str | None = None) -> TrialData:
+        """Reads row counts and labels from the shards' footers and label column (no Ray).
+
+        Raises:
+            DataFormatError: a path that does not exist or a shard of the wrong layout.
+        """
+        files = resolve_shards(train)
+        if heldout is not None:
+            resolve_shards(heldout)
+        if not os.path.isdir(tokenizer_dir):
+            raise DataFormatError(f"data.tokenizer={tokenizer_dir!r}: no such directory")
+        n_train = sum(pq.read_metadata(f).num_rows for f in files)
+        n_classes = 0
+        if "label" in pq.read_schema(files[0]).names:
+            labels = [v for f in files for v in pq.read_table(f, columns=["label"]).column(0).to_pylist() if v is not None]
+            n_classes = max(labels) + 1 if labels else 0
+        return cls(train, tokenizer_dir, heldout, n_train, n_classes)
+
+    @classmethod
+    def synthetic(cls, n: int = 10_000, seed: int = 0, image_size: int = 64, cache_dir: str | None = None) -> TrialData:
+        """The embedded default corpus, generated into the cache on first use."""
+        corpus = ensure_synthetic(cache_dir, n=n, seed=seed, image_size=image_size)
+        return cls.from_paths(corpus.split_dir("train"), corpus.tokenizer_dir, corpus.split_dir("heldout"))
+
+
+def check_trial(cfg: TrialConfig, data: TrialData, workers: int) -> None:
+    """Every check that can fail before Ray starts (the config's own ran when it was built).
+
+    Raises:
+        ValueError: naming the field, its value and what is allowed.
+    """
+    if workers < 1:
+        raise ValueError(f"workers={workers}; allowed: >= 1")
+    if cfg.optim.batch_size % workers:
+        raise ValueError(
+            f"optim.batch_size={cfg.optim.batch_size}; allowed: a multiple of workers={workers} (each gets an equal slice)"
+        )
+    if cfg.optim.batch_size > data.n_train:
+        raise ValueError(f"optim.batch_size={cfg.optim.batch_size}; allowed: at most the {data.n_train} training items")
+    cfg.check_data(data.n_train, has_labels=data.n_classes > 0)
+    if cfg.batching.mode == "cluster_hard":
+        raise ValueError("batching.mode='cluster_hard' is not supported by the train loop yet; allowed: 'random'")
+    if cfg.schedule.kind == "two_stage" and cfg.schedule.pseudo_captions:
+        raise ValueError("schedule.pseudo_captions=true is not supported by the train loop yet; allowed: false")
+
+
+def needs_views(cfg: TrialConfig) -> bool:
+    """Whether any stage uses paper C's second views (L_II / L_TT, or SimCLR in stage 1)."""
+    simclr = cfg.schedule.kind == "two_stage" and cfg.schedule.stage1_loss == "simclr"
+    return cfg.unimodal.image_weight > 0 or cfg.unimodal.text_weight > 0 or simclr
+
+
+def ensure_ray(workers: int, cpus_per_worker: float) -> None:
+    """Starts a local Ray if none is connected, with room for the workers plus data tasks.
+
+    Locally, Ray gets max(cores, workers * cpus_per_worker + 2) logical CPUs: the +2 keep Ray
+    Data's decode tasks schedulable next to the Train workers (with exactly the cores, 2 workers
+    on 2 cores leave Ray Data no CPU and the first epoch never starts).
+
+    Raises:
+        ValueError: the connected cluster has fewer CPUs than the workers need.
+    """
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(configure_logging=False)
+        else:
+            ray.init(num_cpus=max(os.cpu_count() or 1, int(workers * cpus_per_worker) + 2), configure_logging=False)
+    available = ray.cluster_resources().get("CPU", 0)
+    if workers * cpus_per_worker > available:
+        raise ValueError(f"workers={workers} x {cpus_per_worker} CPU; allowed: at most {available:g} CPUs in this Ray cluster")
+
+
+class EpochLog(ray.train.UserCallback):
+    """Prints one line per reported epoch (runs in the Train controller; Ray forwards it)."""
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+        m = metrics[0]
+        bench = f"  bench {m['bench/mean_primary']:.3f}" if "bench/mean_primary" in m else ""
+        print(
+            f"epoch {m['epoch']} [{m['stage']}]  loss {m['loss/total']:.4f}  "
+            f"{m['samples_per_s']:.0f} samples/s  1/t {m['logit_scale']:.1f}{bench}",
+            flush=True,
+        )
+
+
+def run_trial(
+    cfg: TrialConfig,
+    data: TrialData,
+    workers: int = 1,
+    storage_path: str | None = None,
+    name: str = "trial",
+    resume_from: str | None = None,
+    cpus_per_worker: float = 1.0,
+    eval_tier: str = "cheap",
+) -> ray.train.Result:
+    """Fits one trial with Ray Train; every epoch's metrics come back with its checkpoint.
+
+    Args:
+        cfg: the trial config.
+        data: training shards, tokenizer and held-out split.
+        workers: Ray Train workers (data-parallel; the global batch is split equally).
+        storage_path: where checkpoints go (any fsspec URI); default ~/ray_results.
+        name: run name under the storage path.
+        resume_from: a checkpoint directory of an earlier run to continue from.
+        cpus_per_worker: CPUs each worker reserves.
+        eval_tier: synthetic10 tier reported each epoch (cheap or full).
+
+    Raises:
+        ValueError: bad input, before any worker starts.
+    """
+    check_trial(cfg, data, workers)
+    ensure_ray(workers, cpus_per_worker)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # EpochLog is the progress
+    preprocess = Preprocess(
+        data.tokenizer_dir,
+        image_size=cfg.model.image_size,
+        max_length=cfg.model.max_length,
+        views=needs_views(cfg),
+        token_drop=cfg.unimodal.token_drop,
+    )
+    settings = LoopSettings(
+        trial=cfg.to_dict(),
+        n_train=data.n_train,
+        n_classes=data.n_classes,
+        tokenizer_dir=data.tokenizer_dir,
+        heldout_dir=data.heldout,
+        eval_tier=eval_tier,
+        resume_from=resume_from,
+    )
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=dataclasses.asdict(settings),
+        scaling_config=ScalingConfig(
+            num_workers=workers, use_gpu=torch.cuda.is_available(), resources_per_worker={"CPU": cpus_per_worker}
+        ),
+        datasets={"train": build_dataset(data.train, preprocess)},
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage_path,
+            checkpoint_config=CheckpointConfig(num_to_keep=None),  # every epoch: its metrics are the history
+            callbacks=[EpochLog()],
+        ),
+    )
+    return trainer.fit()
+
+
+def epoch_history(result: ray.train.Result) -> list[dict[str, Any]]:
+    """Each reported epoch's metrics, in order (read from the kept checkpoints)."""
+    return sorted((metrics for _, metrics in result.best_checkpoints), key=lambda m: m["epoch"])

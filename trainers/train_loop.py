@@ -1,0 +1,260 @@
+"""What each Ray Train worker runs for one trial: the stage plan, epoch by epoch.
+
+The only module of `trainers` that calls Ray Train (`get_context`, `get_dataset_shard`,
+`get_checkpoint`, `report`). Workers step in lockstep: Ray Train splits the data equally and
+batches drop their remainder, so every rank takes the same steps and all-gathers line up.
+Gradients are averaged across ranks with one flat all-reduce per step (DDP would need
+re-wrapping at every stage change, since stages freeze different parameters).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from .config import TrialConfig
+from .data.loading import torch_batches
+from .evaluation.synthetic10 import evaluate_synthetic10, flatten, load_eval_set
+from .models.dual_encoder import DualEncoder
+from .objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
+from .objectives.clusters import kmeans
+from .schedules import Stage, param_groups, stage_plan
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_FILE = "trial.pt"
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What the driver tells every worker besides the trial config (a plain dict over Ray)."""
+
+    trial: dict[str, Any]
+    n_train: int  # training items (equal split: each rank sees n_train // world of them)
+    n_classes: int  # labels in the training data, 0 when it has none
+    tokenizer_dir: str
+    heldout_dir: str | None = None  # synthetic10 held-out split; None: no benchmark
+    eval_tier: str = "cheap"
+    resume_from: str | None = None  # checkpoint directory to continue from
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoopSettings:
+        return cls(**data)
+
+
+def average_gradients(params: list[torch.nn.Parameter], world_size: int) -> None:
+    """Mean of each gradient over ranks, as one flat all-reduce."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if world_size == 1 or not grads:
+        return
+    flat = _flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat /= world_size
+    for grad, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
+        grad.copy_(synced)
+
+
+def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up to the base rate, then cosine decay to 0 at `total` steps."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class Trial:
+    """One worker's model, objective, data shard and progress."""
+
+    def __init__(self, settings: LoopSettings) -> None:
+        self.settings = settings
+        self.cfg = TrialConfig.from_dict(settings.trial)
+        context = ray.train.get_context()
+        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+        torch.manual_seed(self.cfg.optim.seed)  # same initial weights on every rank
+        self.model = DualEncoder(self.cfg.model, self.cfg.objective).to(self.device)
+        self.objective = ContrastiveObjective(
+            self.cfg, self.cfg.model.embed_dim, settings.n_classes or None, WorkerGroup.current()
+        ).to(self.device)
+        self.modules: dict[str, torch.nn.Module] = {"": self.model, **self.objective.proxies}
+        self.shard = ray.train.get_dataset_shard("train")
+        self.local_batch = self.cfg.optim.batch_size // self.world
+        self.steps_per_epoch = (settings.n_train // self.world) // self.local_batch
+        self.assignments: dict[str, tuple[int, int]] = {}
+        self.eval_set = None
+        if self.rank == 0 and settings.heldout_dir:
+            self.eval_set = load_eval_set(settings.heldout_dir, settings.eval_tier, self.cfg.model.image_size)
+
+    # ---- clusters (paper B) --------------------------------------------------------------
+
+    @torch.no_grad()
+    def recluster(self) -> None:
+        """Embeds the whole training set with the current towers and k-means it, per modality.
+
+        Every rank embeds its shard; the embeddings are gathered and every rank runs the same
+        seeded faiss k-means, so all ranks agree without a broadcast.
+        """
+        self.model.eval()
+        ids, images, texts = [], [], []
+        for batch in torch_batches(self.shard, self.local_batch, self.device):
+            u, v = self.model(batch["image"], batch["input_ids"], batch["attention_mask"])
+            ids += batch["id"]
+            images.append(u.float().cpu().numpy())
+            texts.append(v.float().cpu().numpy())
+        self.model.train()
+        local = (ids, np.concatenate(images), np.concatenate(texts))
+        parts = [local]
+        if self.world > 1:
+            parts = [None] * self.world
+            dist.all_gather_object(parts, local)
+        all_ids = [i for p in parts for i in p[0]]
+        order = np.argsort(all_ids)  # same item order on every rank, whatever the split
+        image_features = np.concatenate([p[1] for p in parts])[order]
+        text_features = np.concatenate([p[2] for p in parts])[order]
+        negatives = self.cfg.negatives
+        image = kmeans(image_features, min(negatives.n_clusters_image, len(order)), self.cfg.optim.seed)
+        text = kmeans(text_features, min(negatives.n_clusters_text, len(order)), self.cfg.optim.seed)
+        self.objective.set_clusters(image, text)
+        sorted_ids = [all_ids[i] for i in order]
+        self.assignments = {i: (int(a), int(b)) for i, a, b in zip(sorted_ids, image.assignments, text.assignments)}
+
+    def _clusters(self, ids: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        # An item dropped by the equal split during the clustering pass gets cluster 0.
+        pairs = [self.assignments.get(i, (0, 0)) for i in ids]
+        return (
+            torch.tensor([p[0] for p in pairs], device=self.device),
+            torch.tensor([p[1] for p in pairs], device=self.device),
+        )
+
+    # ---- one epoch -----------------------------------------------------------------------
+
+    def _inputs(self, batch: dict[str, Any], stage: Stage) -> ObjectiveInputs:
+        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        with amp:
+            u, v = self.model(batch["image"], batch["input_ids"], batch["attention_mask"])
+            inputs = ObjectiveInputs(u.float(), v.float(), labels=batch["label"])
+            if "image_image" in stage.weights:
+                inputs.image_view = self.model.encode_image(batch["image_view"]).float()
+            if "text_text" in stage.weights:
+                inputs.text_view = self.model.encode_text(batch["view_input_ids"], batch["view_attention_mask"]).float()
+        if self.cfg.negatives.weighting != "none":
+            inputs.image_cluster, inputs.text_cluster = self._clusters(batch["id"])
+        return inputs
+
+    def train_epoch(self, stage: Stage, optimizer, scheduler, params) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        steps, start = 0, time.perf_counter()
+        for batch in torch_batches(self.shard, self.local_batch, self.device, drop_last=True):
+            if steps == self.steps_per_epoch:  # keep ranks in lockstep whatever the split
+                break
+            terms = self.objective(self._inputs(batch, stage), self.model.logit_scale, stage.weights)
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            average_gradients(params, self.world)
+            if self.cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            self.model.clamp_logit_scale()
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value.item()
+            steps += 1
+        seconds = time.perf_counter() - start
+        names = sorted(sums)
+        totals = torch.tensor([sums[n] for n in names], dtype=torch.float64, device=self.device)
+        if self.world > 1:  # the reported loss is the global batch's: the mean over ranks
+            dist.all_reduce(totals)
+            totals /= self.world
+        metrics = {f"loss/{name}": total / max(steps, 1) for name, total in zip(names, totals.tolist())}
+        metrics["samples_per_s"] = steps * self.cfg.optim.batch_size / seconds
+        metrics["logit_scale"] = self.model.logit_scale.exp().item()
+        metrics["steps"] = steps
+        return metrics
+
+    # ---- checkpoints ---------------------------------------------------------------------
+
+    def state(self, epoch: int, stage_index: int, optimizer, scheduler) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "stage": stage_index,
+            "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "assignments": self.assignments,
+        }
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        """Every rank reports; rank 0 attaches the checkpoint (Ray Train keeps rank 0's metrics)."""
+        if self.rank != 0:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save(state, os.path.join(directory, CHECKPOINT_FILE))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
+def _restore(settings: LoopSettings) -> dict[str, Any] | None:
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and settings.resume_from:
+        checkpoint = ray.train.Checkpoint(settings.resume_from)
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        return torch.load(os.path.join(directory, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point: runs the trial's stage plan, reporting once per epoch."""
+    settings = LoopSettings.from_dict(config)
+    trial = Trial(settings)
+    cfg = trial.cfg
+    saved = _restore(settings)
+    start_epoch = 0
+    if saved is not None:
+        trial.model.load_state_dict(saved["model"])
+        trial.objective.load_state_dict(saved["objective"], strict=False)
+        trial.assignments = saved["assignments"]
+        start_epoch = saved["epoch"]
+    epoch = 0
+    for stage_index, stage in enumerate(stage_plan(cfg)):
+        stage_end = epoch + stage.epochs
+        if stage_end <= start_epoch:
+            epoch = stage_end
+            continue
+        groups = param_groups(trial.modules, stage, cfg.optim.lr, cfg.optim.weight_decay, cfg.schedule.proxy_lr_multiplier)
+        params = [p for g in groups for p in g["params"]]
+        optimizer = torch.optim.AdamW(groups)
+        scheduler = cosine_with_warmup(optimizer, cfg.optim.warmup_steps, stage.epochs * trial.steps_per_epoch)
+        if saved is not None and saved["stage"] == stage_index and saved["epoch"] > epoch:
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+        for epoch in range(max(epoch, start_epoch), stage_end):
+            negatives = cfg.negatives
+            if negatives.weighting != "none" and (
+                not trial.assignments or (negatives.features == "current" and epoch % negatives.recluster_every == 0)
+            ):
+                trial.recluster()
+            metrics = {"epoch": epoch + 1, "stage": stage.name, **trial.train_epoch(stage, optimizer, scheduler, params)}
+            if trial.eval_set is not None:
+                results = evaluate_synthetic10(
+                    trial.model, trial.eval_set, settings.tokenizer_dir, cfg.model.max_length, trial.device
+                )
+                metrics.update(flatten(results))
+            trial.report(metrics, trial.state(epoch + 1, stage_index, optimizer, scheduler))
+        epoch = stage_end
