@@ -15,6 +15,7 @@ from clipsweep.trainers.data.shards import DataFormatError
 
 from .data_cli import add_data_commands
 from .demo import run_demo
+from .train_cli import add_train_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--cache-dir", help="where the generated corpus is kept (default $CLIPSWEEP_CACHE or ~/.cache/clipsweep)")
     demo.add_argument("--n", type=int, default=10_000, help="scenes in the demo corpus")
     demo.set_defaults(func=_demo)
+    add_train_command(commands)
     add_data_commands(commands)
     return parser
 

@@ -23,7 +23,7 @@ from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.data.loading import Preprocess, build_dataset
 from clipsweep.trainers.data.shards import DataFormatError, resolve_shards
 from clipsweep.trainers.data.synthetic import ensure_synthetic
-from clipsweep.trainers.train_loop import LoopSettings, train_loop_per_worker
+from clipsweep.trainers.train_loop import CHECKPOINT_FILE, LoopSettings, train_loop_per_worker
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +183,16 @@ def run_trial(
         ),
     )
     return trainer.fit()
+
+
+def checkpoint_metrics(run_dir: str) -> list[dict[str, Any]]:
+    """Metrics saved in each checkpoint of a run directory, by epoch (no Ray needed)."""
+    states = [
+        torch.load(os.path.join(run_dir, d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+        for d in os.listdir(run_dir)
+        if os.path.isfile(os.path.join(run_dir, d, CHECKPOINT_FILE))
+    ]
+    return [s["metrics"] for s in sorted(states, key=lambda s: s["epoch"])]
 
 
 def epoch_history(result: ray.train.Result) -> list[dict[str, Any]]:

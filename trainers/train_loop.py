@@ -188,9 +188,10 @@ class Trial:
 
     # ---- checkpoints ---------------------------------------------------------------------
 
-    def state(self, epoch: int, stage_index: int, optimizer, scheduler) -> dict[str, Any]:
+    def state(self, epoch: int, stage_index: int, optimizer, scheduler, metrics: dict[str, Any]) -> dict[str, Any]:
         return {
             "epoch": epoch,
+            "metrics": metrics,  # a checkpoint says what it scored
             "stage": stage_index,
             "model": self.model.state_dict(),
             "objective": self.objective.state_dict(),
@@ -256,5 +257,5 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                     trial.model, trial.eval_set, settings.tokenizer_dir, cfg.model.max_length, trial.device
                 )
                 metrics.update(flatten(results))
-            trial.report(metrics, trial.state(epoch + 1, stage_index, optimizer, scheduler))
+            trial.report(metrics, trial.state(epoch + 1, stage_index, optimizer, scheduler, metrics))
         epoch = stage_end

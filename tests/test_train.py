@@ -1,0 +1,68 @@
+"""One trial end to end: `clipsweep train` with 2 Ray Train workers, reports, resume, bad input."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import yaml
+
+from clipsweep.orchestrator.cli import main
+from clipsweep.orchestrator.train_cli import load_train_config
+from clipsweep.orchestrator.trial import TrialData, checkpoint_metrics, check_trial
+from clipsweep.trainers.config import TrialConfig
+from clipsweep.trainers.evaluation.synthetic10 import TASK_NAMES
+
+
+def _config(tmp_path, corpus, **trial) -> str:
+    doc = {
+        "trial": {"optim": {"batch_size": 64, "warmup_steps": 2, "lr": 2e-3}, **trial},
+        "data": {"train": corpus.split_dir("train"), "tokenizer": corpus.tokenizer_dir, "heldout": corpus.split_dir("heldout")},
+    }
+    path = tmp_path / "trial.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_train_two_workers_reports_each_epoch_and_resumes(small_corpus, tmp_path):
+    config = _config(tmp_path, small_corpus)
+    storage = str(tmp_path / "runs")
+    argv = ["train", config, "--workers", "2", "--storage", storage]
+    assert main(argv + ["--epochs", "2", "--name", "first"]) == 0
+    history = checkpoint_metrics(os.path.join(storage, "first"))
+    assert [m["epoch"] for m in history] == [1, 2]
+    assert history[1]["loss/total"] < history[0]["loss/total"]
+    for task in TASK_NAMES:
+        assert 0.0 <= history[1][f"bench/{task}/primary"] <= 1.0
+    assert not math.isnan(history[1]["bench/mean_primary"])
+    run_dir = os.path.join(storage, "first")
+    resume = sorted(p for p in (os.path.join(run_dir, d) for d in os.listdir(run_dir)) if os.path.isdir(p))[-1]
+    assert main(argv + ["--epochs", "3", "--name", "resumed", "--resume", resume]) == 0
+    assert [m["epoch"] for m in checkpoint_metrics(os.path.join(storage, "resumed"))] == [3]
+
+
+def test_bad_trial_input_fails_before_ray(small_corpus, tmp_path, capsys):
+    data = TrialData.from_paths(small_corpus.split_dir("train"), small_corpus.tokenizer_dir, small_corpus.split_dir("heldout"))
+    with pytest.raises(ValueError, match=r"optim.batch_size=64; allowed: a multiple of workers=3"):
+        check_trial(TrialConfig.from_dict({"optim": {"batch_size": 64}}), data, 3)
+    with pytest.raises(ValueError, match=r"batching.mode='cluster_hard' is not supported"):
+        check_trial(TrialConfig.from_dict({"batching": {"mode": "cluster_hard"}, "optim": {"batch_size": 64}}), data, 1)
+    assert data.n_classes == 48 and data.n_train == small_corpus.rows["train"]
+    config = _config(tmp_path, small_corpus, objective={"logit_transform": "cosine"})
+    assert main(["train", config]) == 2
+    assert "objective.logit_transform='cosine'; allowed: identity, sine" in capsys.readouterr().err
+
+
+def test_config_file_errors_name_the_path(tmp_path, small_corpus):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"trial": {}, "data": {"train": str(tmp_path / "nowhere"), "tokenizer": "x"}}))
+    with pytest.raises(Exception, match=r"nowhere: no such shard file or directory"):
+        load_train_config(str(path))
+    path.write_text(yaml.safe_dump({"trail": {}}))
+    with pytest.raises(ValueError, match=r"unknown top-level key 'trail'; allowed: trial, data"):
+        load_train_config(str(path))
+    path.write_text(yaml.safe_dump({"data": {"synthetic": {"size": 3}}}))
+    with pytest.raises(ValueError, match=r"unknown field data.synthetic.size; allowed: n, seed"):
+        load_train_config(str(path))
