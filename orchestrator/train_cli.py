@@ -30,7 +30,7 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--workers", type=int, default=1, help="Ray Train workers (default 1)")
     train.add_argument("--epochs", type=int, help="override trial.optim.epochs")
     train.add_argument("--storage", help="checkpoint storage path or URI (default ~/ray_results)")
-    train.add_argument("--name", default="trial", help="run name under the storage path")
+    train.add_argument("--name", help="run name under the storage path (default trial-<time>; an existing name resumes it)")
     train.add_argument("--resume", help="checkpoint directory to continue from")
     train.add_argument("--tier", choices=("cheap", "full"), default="cheap", help="synthetic10 tier each epoch")
     train.set_defaults(func=_train)

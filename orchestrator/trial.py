@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +130,7 @@ def run_trial(
     data: TrialData,
     workers: int = 1,
     storage_path: str | None = None,
-    name: str = "trial",
+    name: str | None = None,
     resume_from: str | None = None,
     cpus_per_worker: float = 1.0,
     eval_tier: str = "cheap",
@@ -141,7 +142,8 @@ def run_trial(
         data: training shards, tokenizer and held-out split.
         workers: Ray Train workers (data-parallel; the global batch is split equally).
         storage_path: where checkpoints go (any fsspec URI); default ~/ray_results.
-        name: run name under the storage path.
+        name: run name under the storage path; default `trial-<time>`. Ray Train restores a run
+            whose name already exists there, so reusing a name continues that run.
         resume_from: a checkpoint directory of an earlier run to continue from.
         cpus_per_worker: CPUs each worker reserves.
         eval_tier: synthetic10 tier reported each epoch (cheap or full).
@@ -151,6 +153,7 @@ def run_trial(
     """
     check_trial(cfg, data, workers)
     ensure_ray(workers, cpus_per_worker)
+    name = name or time.strftime("trial-%Y%m%d-%H%M%S")
     ray.data.DataContext.get_current().enable_progress_bars = False  # EpochLog is the progress
     preprocess = Preprocess(
         data.tokenizer_dir,

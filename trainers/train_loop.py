@@ -158,9 +158,13 @@ class Trial:
 
     def train_epoch(self, stage: Stage, optimizer, scheduler, params) -> dict[str, float]:
         sums: dict[str, float] = {}
-        steps, start = 0, time.perf_counter()
-        for batch in torch_batches(self.shard, self.local_batch, self.device, drop_last=True):
-            if steps == self.steps_per_epoch:  # keep ranks in lockstep whatever the split
+        steps, start, waited = 0, time.perf_counter(), 0.0
+        batches = torch_batches(self.shard, self.local_batch, self.device, drop_last=True)
+        while steps < self.steps_per_epoch:  # keep ranks in lockstep whatever the split
+            asked = time.perf_counter()
+            batch = next(batches, None)
+            waited += time.perf_counter() - asked
+            if batch is None:
                 break
             terms = self.objective(self._inputs(batch, stage), self.model.logit_scale, stage.weights)
             optimizer.zero_grad(set_to_none=True)
@@ -175,6 +179,8 @@ class Trial:
                 sums[name] = sums.get(name, 0.0) + value.item()
             steps += 1
         seconds = time.perf_counter() - start
+        for _ in batches:  # finish the shard's epoch, so the next one starts cleanly on every rank
+            pass
         names = sorted(sums)
         totals = torch.tensor([sums[n] for n in names], dtype=torch.float64, device=self.device)
         if self.world > 1:  # the reported loss is the global batch's: the mean over ranks
@@ -182,6 +188,7 @@ class Trial:
             totals /= self.world
         metrics = {f"loss/{name}": total / max(steps, 1) for name, total in zip(names, totals.tolist())}
         metrics["samples_per_s"] = steps * self.cfg.optim.batch_size / seconds
+        metrics["data_wait_s"] = waited  # time the loop stood waiting for Ray Data
         metrics["logit_scale"] = self.model.logit_scale.exp().item()
         metrics["steps"] = steps
         return metrics
