@@ -9,13 +9,11 @@ from collections.abc import Sequence
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from clipsweep.trainers.data.shards import DataFormatError
 
 from .data_cli import add_data_commands
-from .demo import run_demo
-from .train_cli import add_train_command
+from .train_cli import add_train_command, train_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,9 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the embedded default on generated data")
-    demo.add_argument("--cache-dir", help="where the generated corpus is kept (default $CLIPSWEEP_CACHE or ~/.cache/clipsweep)")
-    demo.add_argument("--n", type=int, default=10_000, help="scenes in the demo corpus")
+    demo = commands.add_parser("demo", help="train vanilla CLIP on the embedded synthetic corpus")
+    demo.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")
     demo.set_defaults(func=_demo)
     add_train_command(commands)
     add_data_commands(commands)
@@ -34,19 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace, console: Console) -> None:
-    with console.status("preparing the synthetic corpus and streaming one epoch through Ray Data"):
-        report = run_demo(args.cache_dir, n=args.n)
-    table = Table(title="clipsweep demo: one epoch of the default corpus through Ray Data")
-    table.add_column("what")
-    table.add_column("value")
-    table.add_row("corpus", report.corpus.root)
-    table.add_row("train / held-out scenes", f"{report.corpus.rows['train']} / {report.corpus.rows['heldout']}")
-    table.add_row("items streamed", str(report.items))
-    table.add_row("batches", str(report.batches))
-    table.add_row("image batch", str(report.image_shape))
-    table.add_row("token batch", str(report.token_shape))
-    table.add_row("images/s", f"{report.items / report.seconds:,.0f}")
-    console.print(table)
+    """The embedded default: vanilla CLIP on the synthetic corpus, full synthetic10 tier."""
+    train_args = argparse.Namespace(
+        config=None, workers=args.workers, epochs=None, storage=None, name=None, resume=None, tier="full"
+    )
+    train_command(train_args, console)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,7 +33,7 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--name", help="run name under the storage path (default trial-<time>; an existing name resumes it)")
     train.add_argument("--resume", help="checkpoint directory to continue from")
     train.add_argument("--tier", choices=("cheap", "full"), default="cheap", help="synthetic10 tier each epoch")
-    train.set_defaults(func=_train)
+    train.set_defaults(func=train_command)
 
 
 def load_train_config(path: str | None, epochs: int | None = None) -> tuple[TrialConfig, TrialData]:
@@ -69,7 +69,8 @@ def load_train_config(path: str | None, epochs: int | None = None) -> tuple[Tria
     return cfg, TrialData.from_paths(data_doc["train"], data_doc["tokenizer"], data_doc.get("heldout"))
 
 
-def _train(args: argparse.Namespace, console: Console) -> None:
+def train_command(args: argparse.Namespace, console: Console) -> None:
+    """Runs `clipsweep train` for parsed arguments."""
     cfg, data = load_train_config(args.config, args.epochs)
     console.print(
         f"training {data.n_train} items with {args.workers} worker(s), global batch {cfg.optim.batch_size}, "

@@ -31,11 +31,13 @@ class TinyResNet(nn.Module):
             stages.append(BasicBlock(in_ch, width, stride, down))
             in_ch = width
         self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.out_dim = in_ch
+        # A 2x2 grid instead of one global average: where things are is part of what captions
+        # say ("on the left"), and a global pool would have to recover it from border effects.
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.out_dim = 4 * in_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.stages(self.stem(x))).flatten(1)  # (B, out_dim)
+        return self.pool(self.stages(self.stem(x))).flatten(1)  # (B, 4 * widths[-1])
 
 
 _TORCHVISION = {"resnet18": resnet.resnet18, "resnet34": resnet.resnet34, "resnet50": resnet.resnet50}
