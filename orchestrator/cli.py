@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import ray.train
 from rich.console import Console
 from rich.markup import escape
 
@@ -49,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # soft_wrap: a path in the message must stay on one line, copyable.
         Console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(e))}", soft_wrap=True)
         return 2
+    except ray.train.TrainingFailedError as e:  # a worker raised: Ray's summary names rank and traceback
+        Console(stderr=True).print(f"[bold red]trial failed:[/bold red] {escape(str(e))}", soft_wrap=True)
+        return 1
     return 0
 
 

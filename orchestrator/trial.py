@@ -22,6 +22,7 @@ from ray.train.torch import TorchTrainer
 
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.data.loading import Preprocess, build_dataset
+from clipsweep.trainers.data.scenes import ATTRIBUTES
 from clipsweep.trainers.data.shards import DataFormatError, resolve_shards
 from clipsweep.trainers.data.synthetic import ensure_synthetic
 from clipsweep.trainers.train_loop import CHECKPOINT_FILE, LoopSettings, train_loop_per_worker
@@ -48,7 +49,14 @@ class TrialData:
         """
         files = resolve_shards(train)
         if heldout is not None:
-            resolve_shards(heldout)
+            needed = ["captions", "label", *ATTRIBUTES]
+            for path in resolve_shards(heldout):
+                missing = [c for c in needed if c not in pq.read_schema(path).names]
+                if missing:
+                    raise DataFormatError(
+                        f"{path}: data.heldout lacks column {missing[0]!r}; synthetic10 needs the held-out split "
+                        f"of a `clipsweep data synthetic` corpus (columns {', '.join(needed)})"
+                    )
         if not os.path.isdir(tokenizer_dir):
             raise DataFormatError(f"data.tokenizer={tokenizer_dir!r}: no such directory")
         n_train = sum(pq.read_metadata(f).num_rows for f in files)

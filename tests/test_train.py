@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import os
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -66,6 +68,12 @@ def test_config_file_errors_name_the_path(tmp_path, small_corpus):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"trial": {}, "data": {"train": str(tmp_path / "nowhere"), "tokenizer": "x"}}))
     with pytest.raises(Exception, match=r"nowhere: no such shard file or directory"):
+        load_train_config(str(path))
+    heldout_without_scenes = {"train": small_corpus.split_dir("train"), "tokenizer": small_corpus.tokenizer_dir}
+    path.write_text(yaml.safe_dump({"data": {**heldout_without_scenes, "heldout": str(tmp_path / "plain")}}))
+    os.makedirs(tmp_path / "plain")  # shards as a folder conversion writes them: no scene columns
+    pq.write_table(pa.table({"id": ["a"], "image": [b"x"], "caption": ["c"]}), tmp_path / "plain" / "part-00000.parquet")
+    with pytest.raises(ValueError, match=r"data.heldout lacks column 'captions'; synthetic10 needs"):
         load_train_config(str(path))
     path.write_text(yaml.safe_dump({"trail": {}}))
     with pytest.raises(ValueError, match=r"unknown top-level key 'trail'; allowed: trial, data"):
