@@ -186,9 +186,9 @@ class OptimConfig(_Section):
 
     epochs: int = 5
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float = 2e-3  # measured: 1e-3 reached a lower synthetic10 score in 5 epochs
     weight_decay: float = 0.1
-    warmup_steps: int = 50
+    warmup_steps: int = 20
     grad_clip: float = 1.0
     seed: int = 0
 
