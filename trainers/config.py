@@ -186,7 +186,7 @@ class OptimConfig(_Section):
 
     epochs: int = 5
     batch_size: int = 256
-    lr: float = 2e-3  # measured: 1e-3 reached a lower synthetic10 score in 5 epochs
+    lr: float = 2e-3  # tiny towers from scratch: 5 epochs of the default corpus reach ~0.64 mean primary
     weight_decay: float = 0.1
     warmup_steps: int = 20
     grad_clip: float = 1.0
