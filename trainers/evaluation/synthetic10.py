@@ -9,7 +9,6 @@ Tiers: `cheap` is the first 256 held-out scenes (what ASHA sees), `full` all of 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,7 +147,3 @@ def flatten(results: dict[str, dict[str, float]], prefix: str = "bench") -> dict
     flat = {f"{prefix}/{task}/{name}": value for task, metrics in results.items() for name, value in metrics.items()}
     flat[f"{prefix}/mean_primary"] = float(np.mean([m["primary"] for m in results.values()]))
     return flat
-
-
-def heldout_dir(corpus_root: str) -> str:
-    return os.path.join(corpus_root, "heldout")
