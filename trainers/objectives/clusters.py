@@ -62,16 +62,19 @@ def pair_log_weights(
     Returns:
         (B_local, B_global) additive logit offsets; -inf where a negative is masked.
     """
-    # Work on the (K, K) cluster tables, then index once into (B_local, B_global).
-    image_pairs = (image_rows.unsqueeze(1), image_cols.unsqueeze(0))
+    # Work on the (K, K) cluster tables, then pick rows and columns with two 1-D index_selects
+    # (broadcast advanced indexing would build two (B_local, B_global) int64 index tensors).
+    def pairs(table: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        return table.index_select(0, rows).index_select(1, cols)  # (B_local, B_global)
+
     if cfg.weighting in ("cluster_weight", "cluster_both"):
-        log_w = torch.log1p(cfg.strength * (1 - image_cosine) / 2)[image_pairs]
+        log_w = pairs(torch.log1p(cfg.strength * (1 - image_cosine) / 2), image_rows, image_cols)
     else:
         log_w = torch.zeros(len(image_rows), len(image_cols), dtype=image_cosine.dtype, device=image_cosine.device)
     if cfg.weighting in ("cluster_mask", "cluster_both"):
-        alike = (image_cosine >= cfg.threshold)[image_pairs] & (text_cosine >= cfg.threshold)[
-            text_rows.unsqueeze(1), text_cols.unsqueeze(0)
-        ]
+        alike = pairs(image_cosine >= cfg.threshold, image_rows, image_cols) & pairs(
+            text_cosine >= cfg.threshold, text_rows, text_cols
+        )
         log_w = log_w.masked_fill(alike, float("-inf"))
     log_w[torch.arange(len(targets), device=targets.device), targets] = 0.0  # positives are never weighted
     return log_w

@@ -50,7 +50,7 @@ class ContrastiveObjective(nn.Module):
         """Computes each term with a non-zero weight; `total` is their weighted sum.
 
         Raises:
-            ValueError: a weight for a term that is not registered.
+            ValueError: a weight for a term that is not registered, or no non-zero weight.
         """
         unknown = sorted(set(weights) - set(TERMS))
         if unknown:
@@ -63,5 +63,8 @@ class ContrastiveObjective(nn.Module):
             buffers={"image_centroid_cosine": self.image_centroid_cosine, "text_centroid_cosine": self.text_centroid_cosine},
         )
         terms = {name: TERMS[name](inputs, ctx) for name, weight in weights.items() if weight}
-        terms["total"] = sum(weights[name] * value for name, value in terms.items())
+        if not terms:
+            raise ValueError(f"weights={weights}: no loss term has a non-zero weight")
+        weighted = [value if weights[name] == 1 else weights[name] * value for name, value in terms.items()]
+        terms["total"] = weighted[0] if len(weighted) == 1 else torch.stack(weighted).sum()
         return terms
