@@ -7,7 +7,14 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score, top_k_accuracy_score
 
-from clipsweep.trainers.evaluation.metrics import bootstrap_ci, class_embeddings, retrieval, zero_shot
+from clipsweep.trainers.evaluation.metrics import (
+    bootstrap_ci,
+    class_embeddings,
+    image_retrieval_r1,
+    knn_accuracy,
+    retrieval,
+    zero_shot,
+)
 
 
 def _unit(rng, *shape):
@@ -72,3 +79,22 @@ def test_bootstrap_interval_brackets_the_mean_and_is_seeded():
     low, high = bootstrap_ci(lambda idx: correct[idx].mean(), len(correct), seed=1)
     assert low < correct.mean() < high and 0.05 < high - low < 0.12
     assert (low, high) == bootstrap_ci(lambda idx: correct[idx].mean(), len(correct), seed=1)
+
+
+def test_image_retrieval_r1_by_hand():
+    # Two tight pairs: (0, 1) share a label, (2, 3) do not.
+    image = np.array([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0], [0.14, 0.99]], dtype=np.float32)
+    image /= np.linalg.norm(image, axis=1, keepdims=True)
+    assert image_retrieval_r1(image, np.array([0, 0, 1, 2])).tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_knn_majority_vote_and_leave_one_out():
+    rng = np.random.default_rng(0)
+    keys = np.concatenate([_unit(rng, 30, 8) * 0.1 + np.eye(8)[c] for c in range(3)]).astype(np.float32)
+    keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(3), 30)
+    assert knn_accuracy(keys, labels, keys[::10], labels[::10], k=5).mean() == 1.0
+    flipped = labels.copy()
+    flipped[0] = 2  # its 29 same-cluster neighbours still say 0: leave-one-out gets it wrong
+    hits = knn_accuracy(keys, flipped, keys, flipped, k=5, leave_one_out=True)
+    assert hits[0] == 0.0 and hits[1:].mean() == 1.0

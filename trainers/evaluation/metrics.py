@@ -69,6 +69,42 @@ def retrieval(
     return out
 
 
+def image_retrieval_r1(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-image hit (0/1): is the nearest other image of the same label? (paper D's I->I R@1)"""
+    nearest = top_k(image, image, 2)
+    # The query itself is normally first; where a duplicate outranks it, take whichever is not it.
+    other = np.where(nearest[:, 0] == np.arange(len(image)), nearest[:, 1], nearest[:, 0])
+    return (labels[other] == labels).astype(np.float64)
+
+
+def knn_accuracy(
+    keys: np.ndarray, key_labels: np.ndarray, queries: np.ndarray, query_labels: np.ndarray, k: int = 20,
+    leave_one_out: bool = False,
+) -> np.ndarray:
+    """Per-query hit (0/1) of k-NN classification (cosine, faiss): majority label of the k nearest.
+
+    Ties go to the label whose neighbours have the higher summed similarity. With
+    `leave_one_out` the keys are the queries and each query's own entry is skipped.
+    """
+    index = faiss.IndexFlatIP(keys.shape[1])
+    index.add(np.ascontiguousarray(keys, dtype=np.float32))
+    scores, neighbours = index.search(np.ascontiguousarray(queries, dtype=np.float32), k + int(leave_one_out))
+    if leave_one_out:
+        own = neighbours == np.arange(len(queries))[:, None]
+        keep = ~own
+        keep[own.sum(1) == 0, -1] = False  # self not found: drop the farthest so k remain
+        neighbours = neighbours[keep].reshape(len(queries), k)
+        scores = scores[keep].reshape(len(queries), k)
+    hits = np.empty(len(queries))
+    for i, (labels, sims) in enumerate(zip(key_labels[neighbours], scores)):
+        values, votes = np.unique(labels, return_counts=True)
+        best = values[votes == votes.max()]
+        if len(best) > 1:
+            best = best[[np.argmax([sims[labels == b].sum() for b in best])]]
+        hits[i] = float(best[0] == query_labels[i])
+    return hits
+
+
 def bootstrap_ci(
     statistic: Callable[[np.ndarray], float], n_items: int, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:

@@ -20,7 +20,7 @@ from ..data.scenes import ATTRIBUTES, LABEL_NAMES, N_LONG_CAPTIONS
 from ..data.shards import resolve_shards
 from ..data.tokenizer import load_tokenizer
 from ..data.transforms import normalize
-from .metrics import class_embeddings, retrieval, zero_shot
+from .metrics import class_embeddings, image_retrieval_r1, knn_accuracy, retrieval, zero_shot
 
 CHEAP_SIZE = 256
 _POSITION_TEXT = ("on the left", "on the right", "at the top", "at the bottom", "in the center")
@@ -126,8 +126,12 @@ def evaluate_synthetic10(
     for task in ZERO_SHOT_TASKS:
         prompts = [template.format(c) for c in task.class_texts for template in task.templates]
         classes = class_embeddings(encode(prompts).reshape(len(task.class_texts), len(task.templates), -1))
-        metrics = zero_shot(image, classes, eval_set.classes[task.attribute])
+        labels = eval_set.classes[task.attribute]
+        metrics = zero_shot(image, classes, labels)
         results[task.name] = {"primary": metrics["acc1"], **{k: metrics[k] for k in ("acc1", "acc5", "mean_per_class_recall")}}
+        if task.attribute == "label":  # paper D's image-side metrics, where labels exist
+            results[task.name]["image_r1"] = float(image_retrieval_r1(image, labels).mean())
+            results[task.name]["knn_acc"] = float(knn_accuracy(image, labels, image, labels, leave_one_out=True).mean())
     for task in RETRIEVAL_TASKS:
         per_image = [captions[task.first_caption : task.last_caption] for captions in eval_set.captions]
         text_image = np.repeat(np.arange(len(per_image)), [len(c) for c in per_image])
