@@ -1,6 +1,6 @@
 """Training throughput: the Ray Train loop (W = 1, 2) vs a plain PyTorch loop on the same model.
 
-    python benchmarks/train_throughput.py [--n 4000] [--epochs 3] [--batch 256]
+    python benchmarks/train_throughput.py [--n 10000] [--epochs 3] [--batch 256]
 
 The plain loop trains the same tiny dual encoder with the same objective and global batch on
 images already decoded in memory, in one process with all cores. The Ray rows are the
@@ -58,7 +58,7 @@ def plain_loop(cfg: TrialConfig, data: TrialData, epochs: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=4000)
+    parser.add_argument("--n", type=int, default=10_000)  # the default corpus: epochs long enough to amortise start-up
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=256)
     args = parser.parse_args()
