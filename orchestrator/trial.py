@@ -7,7 +7,6 @@ behaves the same alone and inside a sweep.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -26,8 +25,6 @@ from clipsweep.trainers.data.scenes import ATTRIBUTES
 from clipsweep.trainers.data.shards import DataFormatError, resolve_shards
 from clipsweep.trainers.data.synthetic import ensure_synthetic
 from clipsweep.trainers.train_loop import CHECKPOINT_FILE, LoopSettings, train_loop_per_worker
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

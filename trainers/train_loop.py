@@ -9,7 +9,6 @@ re-wrapping at every stage change, since stages freeze different parameters).
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import tempfile
@@ -32,7 +31,6 @@ from .objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 from .objectives.clusters import kmeans
 from .schedules import Stage, param_groups, stage_plan
 
-logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "trial.pt"
 
 
