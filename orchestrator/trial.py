@@ -36,6 +36,7 @@ class TrialData:
     heldout: str | None
     n_train: int
     n_classes: int  # 0 when the training data has no labels
+    has_captions: bool = True  # a `captions` list column (needed to mine pseudo-captions)
 
     @classmethod
     def from_paths(cls, train: str, tokenizer_dir: str, heldout: str | None = None) -> TrialData:
@@ -61,7 +62,7 @@ class TrialData:
         if "label" in pq.read_schema(files[0]).names:
             labels = [v for f in files for v in pq.read_table(f, columns=["label"]).column(0).to_pylist() if v is not None]
             n_classes = max(labels) + 1 if labels else 0
-        return cls(train, tokenizer_dir, heldout, n_train, n_classes)
+        return cls(train, tokenizer_dir, heldout, n_train, n_classes, "captions" in pq.read_schema(files[0]).names)
 
     @classmethod
     def synthetic(cls, n: int = 10_000, seed: int = 0, image_size: int = 64, cache_dir: str | None = None) -> TrialData:
@@ -87,8 +88,8 @@ def check_trial(cfg: TrialConfig, data: TrialData, workers: int) -> None:
     cfg.check_data(data.n_train, has_labels=data.n_classes > 0)
     if cfg.batching.mode == "cluster_hard":
         raise ValueError("batching.mode='cluster_hard' is not supported by the train loop yet; allowed: 'random'")
-    if cfg.schedule.kind == "two_stage" and cfg.schedule.pseudo_captions:
-        raise ValueError("schedule.pseudo_captions=true is not supported by the train loop yet; allowed: false")
+    if cfg.schedule.kind == "two_stage" and cfg.schedule.pseudo_captions and not data.has_captions:
+        raise ValueError("schedule.pseudo_captions=true needs a `captions` column in the training shards")
 
 
 def needs_views(cfg: TrialConfig) -> bool:
@@ -174,6 +175,7 @@ def run_trial(
     )
     settings = LoopSettings(
         trial=cfg.to_dict(),
+        train=data.train,
         n_train=data.n_train,
         n_classes=data.n_classes,
         tokenizer_dir=data.tokenizer_dir,

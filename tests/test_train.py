@@ -83,3 +83,14 @@ def test_config_file_errors_name_the_path(tmp_path, small_corpus):
     path.write_text(yaml.safe_dump({"data": {"synthetic": {"size": 3}}}))
     with pytest.raises(ValueError, match=r"unknown field data.synthetic.size; allowed: n, seed"):
         load_train_config(str(path))
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_two_stage_with_pseudo_captions_trains_each_stage(small_corpus, tmp_path):
+    """Paper D with MCIP: stage 1 (image side, arcface + pseudo-captions), then re-alignment."""
+    config = _config(tmp_path, small_corpus, schedule={"kind": "two_stage", "stage1_epochs": 1, "pseudo_captions": True})
+    cfg, data = load_train_config(config, epochs=2)
+    history = epoch_history(run_trial(cfg, data, workers=2, storage_path=str(tmp_path / "runs"), name="mcip"))
+    assert [(m["epoch"], m["stage"]) for m in history] == [(1, "image"), (2, "realign")]
+    assert {"loss/arcface", "loss/pseudo_caption"} <= set(history[0]) and "loss/clip" in history[1]
+    assert all(math.isfinite(history[0][k]) for k in ("loss/arcface", "loss/pseudo_caption", "loss/total"))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import ray.train
 import ray.train.torch
 import torch
@@ -25,6 +26,9 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from .config import TrialConfig
 from .data.loading import torch_batches
+from .data.shards import resolve_shards
+from .data.tokenizer import load_tokenizer
+from .evaluation.metrics import top_k_scores
 from .evaluation.synthetic10 import evaluate_synthetic10, flatten, load_eval_set
 from .models.dual_encoder import DualEncoder
 from .objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
@@ -39,6 +43,7 @@ class LoopSettings:
     """What the driver tells every worker besides the trial config (a plain dict over Ray)."""
 
     trial: dict[str, Any]
+    train: str  # training shards (read directly only to mine paper D's pseudo-captions)
     n_train: int  # training items (equal split: each rank sees n_train // world of them)
     n_classes: int  # labels in the training data, 0 when it has none
     tokenizer_dir: str
@@ -101,11 +106,10 @@ class Trial:
     # ---- clusters (paper B) --------------------------------------------------------------
 
     @torch.no_grad()
-    def recluster(self) -> None:
-        """Embeds the whole training set with the current towers and k-means it, per modality.
+    def embed_training_set(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Every training item's id, image and text embedding, in id order, on every rank.
 
-        Every rank embeds its shard; the embeddings are gathered and every rank runs the same
-        seeded faiss k-means, so all ranks agree without a broadcast.
+        Each rank embeds its shard with the current towers; the pieces are all-gathered.
         """
         self.model.eval()
         ids, images, texts = [], [], []
@@ -115,21 +119,75 @@ class Trial:
             images.append(u.float().cpu().numpy())
             texts.append(v.float().cpu().numpy())
         self.model.train()
-        local = (ids, np.concatenate(images), np.concatenate(texts))
-        parts = [local]
+        parts = [(ids, np.concatenate(images), np.concatenate(texts))]
         if self.world > 1:
             parts = [None] * self.world
-            dist.all_gather_object(parts, local)
+            dist.all_gather_object(parts, (ids, np.concatenate(images), np.concatenate(texts)))
         all_ids = [i for p in parts for i in p[0]]
         order = np.argsort(all_ids)  # same item order on every rank, whatever the split
-        image_features = np.concatenate([p[1] for p in parts])[order]
-        text_features = np.concatenate([p[2] for p in parts])[order]
+        return (
+            [all_ids[i] for i in order],
+            np.concatenate([p[1] for p in parts])[order],
+            np.concatenate([p[2] for p in parts])[order],
+        )
+
+    def recluster(self) -> None:
+        """Paper B: k-means of the training set's image and text embeddings, per modality.
+
+        Every rank runs the same seeded faiss k-means on the same gathered embeddings, so all
+        ranks agree without a broadcast.
+        """
+        ids, image_features, text_features = self.embed_training_set()
         negatives = self.cfg.negatives
-        image = kmeans(image_features, min(negatives.n_clusters_image, len(order)), self.cfg.optim.seed)
-        text = kmeans(text_features, min(negatives.n_clusters_text, len(order)), self.cfg.optim.seed)
+        image = kmeans(image_features, min(negatives.n_clusters_image, len(ids)), self.cfg.optim.seed)
+        text = kmeans(text_features, min(negatives.n_clusters_text, len(ids)), self.cfg.optim.seed)
         self.objective.set_clusters(image, text)
-        sorted_ids = [all_ids[i] for i in order]
-        self.assignments = {i: (int(a), int(b)) for i, a, b in zip(sorted_ids, image.assignments, text.assignments)}
+        self.assignments = {i: (int(a), int(b)) for i, a, b in zip(ids, image.assignments, text.assignments)}
+
+    @torch.no_grad()
+    def mine_pseudo_captions(self) -> None:
+        """MCIP (paper D): each image keeps the top-k training captions by cosine above a floor.
+
+        Captions are embedded with the frozen text tower (each rank a slice, then gathered); the
+        image's own captions are always kept. Stored as caption indices into one embedding matrix.
+        """
+        schedule = self.cfg.schedule
+        table = pq.read_table(resolve_shards(self.settings.train), columns=["id", "captions"])
+        owners = dict(zip(table.column("id").to_pylist(), table.column("captions").to_pylist()))
+        ids, image, _ = self.embed_training_set()
+        captions = [c for i in ids for c in owners[i]]
+        caption_owner = np.repeat(np.arange(len(ids)), [len(owners[i]) for i in ids])
+        tokenizer = load_tokenizer(self.settings.tokenizer_dir)
+        mine = np.array_split(np.arange(len(captions)), self.world)[self.rank]
+        self.model.eval()
+        local = []
+        for start in range(0, len(mine), 512):
+            chunk = [captions[j] for j in mine[start : start + 512]]
+            tokens = tokenizer(chunk, padding="max_length", truncation=True, max_length=self.cfg.model.max_length, return_tensors="pt")
+            local.append(self.model.encode_text(tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)).float().cpu())
+        self.model.train()
+        text = torch.cat(local) if local else torch.zeros(0, self.cfg.model.embed_dim)
+        if self.world > 1:
+            parts = [None] * self.world
+            dist.all_gather_object(parts, text)
+            text = torch.cat(parts)
+        scores, nearest = top_k_scores(image, text.numpy(), schedule.pseudo_top_k)
+        per_item = schedule.pseudo_top_k + int(np.bincount(caption_owner).max())
+        indices = np.full((len(ids), per_item), -1, dtype=np.int64)
+        for row in range(len(ids)):
+            own = np.flatnonzero(caption_owner == row)
+            similar = nearest[row][(scores[row] > schedule.pseudo_min_cosine) & ~np.isin(nearest[row], own)]
+            kept = np.concatenate([own, similar])[:per_item]
+            indices[row, : len(kept)] = kept
+        self.pseudo_rows = {i: r for r, i in enumerate(ids)}
+        self.pseudo_indices = torch.from_numpy(indices)
+        self.pseudo_text = text
+
+    def _pseudo(self, ids: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.tensor([self.pseudo_rows.get(i, 0) for i in ids])
+        indices = self.pseudo_indices[rows]  # (B_local, P)
+        mask = indices >= 0
+        return self.pseudo_text[indices.clamp(min=0)].to(self.device), mask.to(self.device)
 
     def _clusters(self, ids: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         # An item dropped by the equal split during the clustering pass gets cluster 0.
@@ -152,6 +210,8 @@ class Trial:
                 inputs.text_view = self.model.encode_text(batch["view_input_ids"], batch["view_attention_mask"]).float()
         if self.cfg.negatives.weighting != "none":
             inputs.image_cluster, inputs.text_cluster = self._clusters(batch["id"])
+        if "pseudo_caption" in stage.weights:
+            inputs.pseudo_text, inputs.pseudo_mask = self._pseudo(batch["id"])
         return inputs
 
     def train_epoch(self, stage: Stage, optimizer, scheduler, params) -> dict[str, float]:
@@ -250,6 +310,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if saved is not None and saved["stage"] == stage_index and saved["epoch"] > epoch:
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
+        if "pseudo_caption" in stage.weights:
+            trial.mine_pseudo_captions()  # with the text tower as it is, frozen for this stage
         for epoch in range(max(epoch, start_epoch), stage_end):
             negatives = cfg.negatives
             if negatives.weighting != "none" and (

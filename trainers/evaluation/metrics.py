@@ -14,12 +14,16 @@ import faiss
 import numpy as np
 
 
-def top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
-    """Indices (Q, k) of each query's k highest inner products among the keys (faiss, exact)."""
+def top_k_scores(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, indices), each (Q, k): each query's k highest inner products (faiss, exact)."""
     index = faiss.IndexFlatIP(keys.shape[1])
     index.add(np.ascontiguousarray(keys, dtype=np.float32))
-    _, indices = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(keys)))
-    return indices
+    return index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(keys)))
+
+
+def top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
+    """Indices (Q, k) of each query's k highest inner products among the keys."""
+    return top_k_scores(queries, keys, k)[1]
 
 
 def class_embeddings(prompt_embeddings: np.ndarray) -> np.ndarray:
