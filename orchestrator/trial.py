@@ -86,8 +86,6 @@ def check_trial(cfg: TrialConfig, data: TrialData, workers: int) -> None:
     if cfg.optim.batch_size > data.n_train:
         raise ValueError(f"optim.batch_size={cfg.optim.batch_size}; allowed: at most the {data.n_train} training items")
     cfg.check_data(data.n_train, has_labels=data.n_classes > 0)
-    if cfg.batching.mode == "cluster_hard":
-        raise ValueError("batching.mode='cluster_hard' is not supported by the train loop yet; allowed: 'random'")
     if cfg.schedule.kind == "two_stage" and cfg.schedule.pseudo_captions and not data.has_captions:
         raise ValueError("schedule.pseudo_captions=true needs a `captions` column in the training shards")
 

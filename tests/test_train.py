@@ -58,8 +58,8 @@ def test_bad_trial_input_fails_before_ray(small_corpus, tmp_path, capsys):
     data = TrialData.from_paths(small_corpus.split_dir("train"), small_corpus.tokenizer_dir, small_corpus.split_dir("heldout"))
     with pytest.raises(ValueError, match=r"optim.batch_size=64; allowed: a multiple of workers=3"):
         check_trial(TrialConfig.from_dict({"optim": {"batch_size": 64}}), data, 3)
-    with pytest.raises(ValueError, match=r"batching.mode='cluster_hard' is not supported"):
-        check_trial(TrialConfig.from_dict({"batching": {"mode": "cluster_hard"}, "optim": {"batch_size": 64}}), data, 1)
+    with pytest.raises(ValueError, match=r"optim.batch_size=4096; allowed: at most the \d+ training items"):
+        check_trial(TrialConfig.from_dict({"optim": {"batch_size": 4096}}), data, 1)
     assert data.n_classes == 48 and data.n_train == small_corpus.rows["train"]
     config = _config(tmp_path, small_corpus, objective={"logit_transform": "cosine"})
     assert main(["train", config]) == 2
@@ -94,3 +94,20 @@ def test_two_stage_with_pseudo_captions_trains_each_stage(small_corpus, tmp_path
     assert [(m["epoch"], m["stage"]) for m in history] == [(1, "image"), (2, "realign")]
     assert {"loss/arcface", "loss/pseudo_caption"} <= set(history[0]) and "loss/clip" in history[1]
     assert all(math.isfinite(history[0][k]) for k in ("loss/arcface", "loss/pseudo_caption", "loss/total"))
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_cluster_negatives_and_hard_batches_train(small_corpus, tmp_path):
+    """Papers B and C together: re-clustered negatives and cluster-filled batches, 2 workers."""
+    config = _config(
+        tmp_path,
+        small_corpus,
+        negatives={"weighting": "cluster_both", "n_clusters_image": 8, "n_clusters_text": 8, "features": "current"},
+        batching={"mode": "cluster_hard", "n_clusters": 6},
+    )
+    cfg, data = load_train_config(config, epochs=2)
+    history = epoch_history(run_trial(cfg, data, workers=2, storage_path=str(tmp_path / "runs"), name="hard"))
+    assert [m["epoch"] for m in history] == [1, 2]
+    assert all(math.isfinite(m["loss/total"]) and m["steps"] == (data.n_train // 2) // 32 for m in history)
+    # 6 clusters over ~270 items per rank: a random batch of 32 would touch all 6.
+    assert all(m["batch_clusters"] <= 3.0 for m in history), [m["batch_clusters"] for m in history]

@@ -9,10 +9,12 @@ re-wrapping at every stage change, since stages freeze different parameters).
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +34,7 @@ from .evaluation.metrics import top_k_scores
 from .evaluation.synthetic10 import evaluate_synthetic10, flatten, load_eval_set
 from .models.dual_encoder import DualEncoder
 from .objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
-from .objectives.clusters import kmeans
+from .objectives.clusters import cluster_hard_order, kmeans
 from .schedules import Stage, param_groups, stage_plan
 
 CHECKPOINT_FILE = "trial.pt"
@@ -99,6 +101,7 @@ class Trial:
         self.local_batch = self.cfg.optim.batch_size // self.world
         self.steps_per_epoch = (settings.n_train // self.world) // self.local_batch
         self.assignments: dict[str, tuple[int, int]] = {}
+        self.batch_clusters: dict[str, int] = {}  # paper C's hard batching: id -> cluster of [u; v]
         self.eval_set = None
         if self.rank == 0 and settings.heldout_dir:
             self.eval_set = load_eval_set(settings.heldout_dir, settings.eval_tier, self.cfg.model.image_size)
@@ -143,6 +146,33 @@ class Trial:
         text = kmeans(text_features, min(negatives.n_clusters_text, len(ids)), self.cfg.optim.seed)
         self.objective.set_clusters(image, text)
         self.assignments = {i: (int(a), int(b)) for i, a, b in zip(ids, image.assignments, text.assignments)}
+
+    def recluster_batches(self) -> None:
+        """Paper C: k-means on [u; v] of every item; batches are then filled cluster by cluster."""
+        ids, image, text = self.embed_training_set()
+        k = self.cfg.batching.n_clusters or max(2, len(ids) // self.cfg.optim.batch_size)  # about N / B
+        clustering = kmeans(np.concatenate([image, text], axis=1), min(k, len(ids)), self.cfg.optim.seed)
+        self.batch_clusters = dict(zip(ids, clustering.assignments.tolist()))
+
+    def hard_batches(self, batches: Iterator[dict[str, Any]], seed: int, window: int = 16) -> Iterator[dict[str, Any]]:
+        """Regroups the stream, `window` local batches at a time, so each batch spans few clusters.
+
+        Each rank regroups its own items; a global batch is the ranks' local batches, so it too
+        draws from few clusters. The count of batches is unchanged, so ranks stay in lockstep.
+        """
+        rng = np.random.default_rng(seed)
+        while True:
+            chunk = list(itertools.islice(batches, window))
+            if not chunk:
+                return
+            ids = [i for b in chunk for i in b["id"]]
+            merged = {k: torch.cat([b[k] for b in chunk]) for k in chunk[0] if k != "id"}
+            clusters = np.array([self.batch_clusters.get(i, -1) for i in ids])
+            order = cluster_hard_order(clusters, self.local_batch, int(rng.integers(2**31)))
+            for start in range(0, len(order), self.local_batch):
+                rows = order[start : start + self.local_batch]
+                index = torch.from_numpy(rows).to(self.device)
+                yield {"id": [ids[r] for r in rows], **{k: v.index_select(0, index) for k, v in merged.items()}}
 
     @torch.no_grad()
     def mine_pseudo_captions(self) -> None:
@@ -214,16 +244,21 @@ class Trial:
             inputs.pseudo_text, inputs.pseudo_mask = self._pseudo(batch["id"])
         return inputs
 
-    def train_epoch(self, stage: Stage, optimizer, scheduler, params) -> dict[str, float]:
+    def train_epoch(self, stage: Stage, optimizer, scheduler, params, epoch: int) -> dict[str, float]:
         sums: dict[str, float] = {}
         steps, start, waited = 0, time.perf_counter(), 0.0
+        spread: list[int] = []  # clusters per local batch, when batches are cluster-filled
         batches = torch_batches(self.shard, self.local_batch, self.device, drop_last=True)
+        if self.cfg.batching.mode == "cluster_hard":
+            batches = self.hard_batches(batches, seed=self.cfg.optim.seed + 7919 * self.rank + 104729 * epoch)
         while steps < self.steps_per_epoch:  # keep ranks in lockstep whatever the split
             asked = time.perf_counter()
             batch = next(batches, None)
             waited += time.perf_counter() - asked
             if batch is None:
                 break
+            if self.batch_clusters:
+                spread.append(len({self.batch_clusters.get(i, -1) for i in batch["id"]}))
             terms = self.objective(self._inputs(batch, stage), self.model.logit_scale, stage.weights)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
@@ -249,6 +284,8 @@ class Trial:
         metrics["data_wait_s"] = waited  # time the loop stood waiting for Ray Data
         metrics["logit_scale"] = self.model.logit_scale.exp().item()
         metrics["steps"] = steps
+        if spread:
+            metrics["batch_clusters"] = float(np.mean(spread))
         return metrics
 
     # ---- checkpoints ---------------------------------------------------------------------
@@ -318,7 +355,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 not trial.assignments or (negatives.features == "current" and epoch % negatives.recluster_every == 0)
             ):
                 trial.recluster()
-            metrics = {"epoch": epoch + 1, "stage": stage.name, **trial.train_epoch(stage, optimizer, scheduler, params)}
+            batching = cfg.batching
+            if batching.mode == "cluster_hard" and (not trial.batch_clusters or epoch % batching.recluster_every == 0):
+                trial.recluster_batches()
+            metrics = {"epoch": epoch + 1, "stage": stage.name, **trial.train_epoch(stage, optimizer, scheduler, params, epoch)}
             if trial.eval_set is not None:
                 results = evaluate_synthetic10(
                     trial.model, trial.eval_set, settings.tokenizer_dir, cfg.model.max_length, trial.device
