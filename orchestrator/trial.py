@@ -110,12 +110,7 @@ def ensure_ray(workers: int, cpus_per_worker: float) -> None:
         if os.environ.get("RAY_ADDRESS"):
             ray.init(configure_logging=False)
         else:
-            ray.init(
-                num_cpus=max(os.cpu_count() or 1, int(workers * cpus_per_worker) + 2),
-                configure_logging=False,
-                # Ray Train logs every report at INFO with all its metrics; EpochLog is the progress.
-                logging_config=ray.LoggingConfig(log_level="WARNING"),
-            )
+            ray.init(num_cpus=max(os.cpu_count() or 1, int(workers * cpus_per_worker) + 2), configure_logging=False)
     available = ray.cluster_resources().get("CPU", 0)
     if workers * cpus_per_worker > available:
         raise ValueError(f"workers={workers} x {cpus_per_worker} CPU; allowed: at most {available:g} CPUs in this Ray cluster")

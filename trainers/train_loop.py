@@ -10,6 +10,7 @@ re-wrapping at every stage change, since stages freeze different parameters).
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 import tempfile
@@ -324,6 +325,9 @@ def _restore(settings: LoopSettings) -> dict[str, Any] | None:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point: runs the trial's stage plan, reporting once per epoch."""
+    # Ray Train logs each report with all its metrics at INFO in this process; the driver's
+    # per-epoch line is the progress a person reads.
+    logging.getLogger().setLevel(logging.WARNING)
     settings = LoopSettings.from_dict(config)
     trial = Trial(settings)
     cfg = trial.cfg
