@@ -44,14 +44,24 @@ def test_train_two_workers_reports_each_epoch_and_resumes(small_corpus, tmp_path
     assert main(argv + ["--epochs", "3", "--name", "resumed", "--resume", resume]) == 0
     assert [m["epoch"] for m in checkpoint_metrics(os.path.join(storage, "resumed"))] == [3]
 
-    # Global negatives are global: one worker on the same global batch gives the same loss curve,
-    # up to sampling noise (batch order, caption draws and crops differ between runs; measured
-    # gaps up to 0.2 here). Local-only negatives would score 32 columns instead of 64, about
-    # ln 2 = 0.69 lower at the start. The exact identity is tests/test_objectives.py's.
-    cfg, data = load_train_config(config, epochs=2)
-    single = epoch_history(run_trial(cfg, data, workers=1, storage_path=storage, name="single"))
-    gaps = [abs(one["loss/total"] - two["loss/total"]) for one, two in zip(single, history)]
-    assert len(gaps) == 2 and gaps[0] < 0.2 and gaps[1] < 0.35, gaps
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_one_and_two_workers_give_the_same_loss(small_corpus, tmp_path):
+    """Global negatives are global in the real loop: W=1 and W=2 on the same global batch of 64.
+
+    At lr 2e-3 two runs of 8-step epochs differ by up to 0.6 whatever W (batch order, caption
+    draws and crops are not seeded), so the curves are compared near initialisation (lr 1e-5),
+    where the loss is about ln(64) = 4.16 with global negatives and ln(32) = 3.47 with local ones.
+    The exact identity (loss and gradients to 1e-5) is tests/test_objectives.py's.
+    """
+    cfg, data = load_train_config(_config(tmp_path, small_corpus, optim={"batch_size": 64, "lr": 1e-5}), epochs=2)
+    curves = {
+        w: [m["loss/total"] for m in epoch_history(run_trial(cfg, data, workers=w, storage_path=str(tmp_path), name=f"w{w}"))]
+        for w in (1, 2)
+    }
+    assert all(abs(a - b) < 0.1 for a, b in zip(curves[1], curves[2])), curves
+    assert all(loss > 3.47 + 0.4 for loss in curves[2]), curves
 
 
 def test_bad_trial_input_fails_before_ray(small_corpus, tmp_path, capsys):
