@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import ray.train
@@ -17,6 +18,7 @@ from ray.train.torch import TorchTrainer
 from clipsweep.trainers.data.loading import Preprocess, build_dataset, read_shards, torch_batches
 from clipsweep.trainers.data.shards import DataFormatError
 from clipsweep.trainers.data.tokenizer import load_tokenizer
+from clipsweep.trainers.data.transforms import random_crop_box
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 # Train workers cannot import this test module by name; ship its functions by value.
@@ -156,3 +158,16 @@ def test_single_caption_items_get_a_token_dropped_view(tmp_path, small_corpus):
     lengths, view_lengths = out["attention_mask"].sum(1), out["view_attention_mask"].sum(1)
     assert (view_lengths <= lengths).all() and (view_lengths < lengths).mean() > 0.9
     assert np.array_equal(out["view_input_ids"][:, 0], out["input_ids"][:, 0])  # [CLS] kept
+
+
+def test_random_crop_box_stays_inside_and_follows_the_area_range():
+    rng = np.random.default_rng(0)
+    for width, height in ((64, 64), (120, 40), (7, 300)):
+        for _ in range(200):
+            left, top, right, bottom = random_crop_box(width, height, (0.5, 1.0), rng)
+            assert 0 <= left < right <= width and 0 <= top < bottom <= height
+            w, h = right - left, bottom - top
+            # A fallback centre crop is square; a sampled one keeps area and aspect in range.
+            assert w == h == min(width, height) or (0.45 <= w * h / (width * height) <= 1.05 and 0.7 <= w / h <= 1.4)
+    seeded = [random_crop_box(64, 64, (0.8, 1.0), np.random.default_rng(5)) for _ in range(2)]
+    assert seeded[0] == seeded[1]

@@ -121,3 +121,12 @@ def test_cluster_negatives_and_hard_batches_train(small_corpus, tmp_path):
     assert all(math.isfinite(m["loss/total"]) and m["steps"] == (data.n_train // 2) // 32 for m in history)
     # 6 clusters over ~270 items per rank: a random batch of 32 would touch all 6.
     assert all(m["batch_clusters"] <= 3.0 for m in history), [m["batch_clusters"] for m in history]
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_diverging_worker_fails_the_trial_with_its_reason(small_corpus, tmp_path, capsys):
+    """lr 1e30 blows the weights up after one step; the worker raises, the CLI exits 1, no hang."""
+    config = _config(tmp_path, small_corpus, optim={"batch_size": 64, "lr": 1e30, "warmup_steps": 1})
+    assert main(["train", config, "--epochs", "1", "--storage", str(tmp_path / "runs")]) == 1
+    err = capsys.readouterr().err
+    assert "trial failed" in err and "FloatingPointError" in err and "the trial diverged (optim.lr=1e+30)" in err

@@ -261,6 +261,12 @@ class Trial:
             if self.batch_clusters:
                 spread.append(len({self.batch_clusters.get(i, -1) for i in batch["id"]}))
             terms = self.objective(self._inputs(batch, stage), self.model.logit_scale, stage.weights)
+            if not torch.isfinite(terms["total"]):
+                # A diverged trial fails with its reason (the sweep records it), not a NaN leaderboard row.
+                raise FloatingPointError(
+                    f"loss is {terms['total'].item()} at epoch {epoch + 1}, step {steps + 1} of stage {stage.name!r}: "
+                    f"the trial diverged (optim.lr={self.cfg.optim.lr})"
+                )
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             average_gradients(params, self.world)

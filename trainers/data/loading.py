@@ -62,18 +62,18 @@ class Preprocess:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         decoded = [decode_image(data) for data in batch["image"]]
         options = self._caption_options(batch)
-        rng = np.random.default_rng()  # fresh entropy: a new caption draw every epoch
+        rng = np.random.default_rng()  # fresh entropy: new crops and caption draws every epoch
         chosen = [int(rng.integers(len(o))) if self.train else 0 for o in options]
         input_ids, attention_mask = self._tokenize([o[i] for o, i in zip(options, chosen)])
         out = {
             "id": np.asarray(batch["id"], dtype=object),
-            "image": np.stack([crop_image(im, self.image_size, self.train, hflip=self.hflip) for im in decoded]),
+            "image": np.stack([crop_image(im, self.image_size, self.train, hflip=self.hflip, rng=rng) for im in decoded]),
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "label": self._labels(batch, len(decoded)),
         }
         if self.views:
-            out["image_view"] = np.stack([image_view(im, self.image_size, hflip=self.hflip) for im in decoded])
+            out["image_view"] = np.stack([image_view(im, self.image_size, hflip=self.hflip, rng=rng) for im in decoded])
             # Another caption where there is one: shift the drawn index by 1..n-1.
             others = [(i + 1 + int(rng.integers(len(o) - 1))) % len(o) if len(o) > 1 else i for o, i in zip(options, chosen)]
             view_ids, view_mask = self._tokenize([o[i] for o, i in zip(options, others)])
