@@ -6,7 +6,8 @@ The plain loop trains the same tiny dual encoder with the same objective and glo
 images already decoded in memory, in one process with all cores. The Ray rows are the
 `samples_per_s` the workers report (training steps only, no evaluation), median over epochs
 after the first. The ratio is what orchestration plus streaming data costs on this machine;
-the plain loop run as a Ray task separates Ray's fixed background cost from the rest.
+the plain loop run as a Ray task and inside a Ray Train worker separates Ray's and Train's
+fixed costs from what clipsweep's loop and data pipeline add.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import time
 
 import pyarrow.parquet as pq
 import ray
+import ray.train
 import torch
+from ray.train import RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
 from rich.console import Console
 from rich.table import Table
 
@@ -62,10 +66,17 @@ def _plain_in_task(cfg: TrialConfig, data: TrialData, epochs: int, threads: int)
     return plain_loop(cfg, data, epochs)
 
 
+def _plain_in_train_worker(config: dict) -> None:
+    torch.set_num_threads(config["threads"])
+    rate = plain_loop(config["cfg"], config["data"], config["epochs"])
+    with tempfile.TemporaryDirectory() as empty:  # Train V2 keeps metrics only with a checkpoint
+        ray.train.report({"samples_per_s": rate}, checkpoint=ray.train.Checkpoint.from_directory(empty))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10_000)  # the default corpus: epochs long enough to amortise start-up
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)  # the median of 4 epochs after the first: runs differ by ~3%
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray Train worker counts to measure")
     args = parser.parse_args()
@@ -82,11 +93,19 @@ def main() -> None:
         # and a worker's niceness cost before any Train or Data machinery runs.
         in_task = ray.remote(num_cpus=cores)(_plain_in_task).remote(cfg, data, args.epochs, cores)
         rows.append(("plain PyTorch loop inside a Ray task", cores, ray.get(in_task)))
+        # ... and inside a 1-worker TorchTrainer: what Train's worker process costs on its own.
+        in_worker = TorchTrainer(
+            _plain_in_train_worker,
+            train_loop_config={"cfg": cfg, "data": data, "epochs": args.epochs, "threads": cores},
+            scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": cores}),
+            run_config=RunConfig(storage_path=os.path.join(cache, "runs"), name="plain"),
+        ).fit()
+        rows.append(("plain PyTorch loop inside a Ray Train worker", cores, in_worker.metrics["samples_per_s"]))
         for workers in args.workers:
             cpus = cores / workers
             result = run_trial(cfg, data, workers=workers, storage_path=os.path.join(cache, "runs"), name=f"w{workers}", cpus_per_worker=cpus)
             rates = [m["samples_per_s"] for m in epoch_history(result)]
-            rows.append((f"Ray Train W={workers}, {cpus:g} CPU/worker, Ray Data streaming", cores, statistics.median(rates[1:] or rates)))
+            rows.append((f"Ray Train W={workers}, {cpus:g} CPU/worker, clipsweep loop", cores, statistics.median(rates[1:] or rates)))
     table = Table(title=f"training samples/s: tiny dual encoder, global batch {args.batch}, {data.n_train} items, {cores} cores")
     for column in ("loop", "cores", "samples/s", "vs plain"):
         table.add_column(column, justify="left" if column == "loop" else "right")

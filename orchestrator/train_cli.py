@@ -19,9 +19,7 @@ from rich.table import Table
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.synthetic10 import TASK_NAMES, chance_levels
 
-from .trial import TrialData, epoch_history, run_trial
-
-_DATA_KEYS = {"synthetic", "train", "tokenizer", "heldout"}
+from .trial import TrialData, data_from_doc, epoch_history, run_trial
 
 
 def add_train_command(subparsers: argparse._SubParsersAction) -> None:
@@ -53,20 +51,7 @@ def load_train_config(path: str | None, epochs: int | None = None) -> tuple[Tria
     if epochs is not None:
         trial["optim"] = {**trial.get("optim", {}), "epochs": epochs}
     cfg = TrialConfig.from_dict(trial)
-    data_doc = doc.get("data") or {"synthetic": {}}
-    unknown = sorted(set(data_doc) - _DATA_KEYS)
-    if unknown:
-        raise ValueError(f"unknown field data.{unknown[0]}; allowed: {', '.join(sorted(_DATA_KEYS))}")
-    if "synthetic" in data_doc:
-        params = data_doc["synthetic"] or {}
-        allowed = {"n", "seed"}
-        if set(params) - allowed:
-            raise ValueError(f"unknown field data.synthetic.{sorted(set(params) - allowed)[0]}; allowed: n, seed")
-        return cfg, TrialData.synthetic(image_size=cfg.model.image_size, **params)
-    for key in ("train", "tokenizer"):
-        if key not in data_doc:
-            raise ValueError(f"data.{key} is missing; shards need data.train and data.tokenizer (data.heldout optional)")
-    return cfg, TrialData.from_paths(data_doc["train"], data_doc["tokenizer"], data_doc.get("heldout"))
+    return cfg, data_from_doc(doc.get("data"), cfg.model.image_size)
 
 
 def train_command(args: argparse.Namespace, console: Console) -> None:

@@ -20,7 +20,7 @@ from ray.train import CheckpointConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from clipsweep.trainers.config import TrialConfig
-from clipsweep.trainers.data.loading import Preprocess, build_dataset
+from clipsweep.trainers.data.loading import Preprocess, build_train_dataset
 from clipsweep.trainers.data.scenes import ATTRIBUTES
 from clipsweep.trainers.data.shards import DataFormatError, resolve_shards
 from clipsweep.trainers.data.synthetic import ensure_synthetic
@@ -69,6 +69,37 @@ class TrialData:
         """The embedded default corpus, generated into the cache on first use."""
         corpus = ensure_synthetic(cache_dir, n=n, seed=seed, image_size=image_size)
         return cls.from_paths(corpus.split_dir("train"), corpus.tokenizer_dir, corpus.split_dir("heldout"))
+
+
+_DATA_KEYS = ("synthetic", "train", "tokenizer", "heldout")
+
+
+def data_from_doc(doc: dict[str, Any] | None, image_size: int = 64) -> TrialData:
+    """The `data:` section of a config or sweep spec: the embedded corpus or shard paths.
+
+    `{synthetic: {n: 10000, seed: 0}}` (generated into the cache on first use) or
+    `{train: DIR, tokenizer: DIR, heldout: DIR}` (heldout optional).
+
+    Raises:
+        ValueError: an unknown or missing key, named `data.<key>`.
+        DataFormatError: a path that does not exist or shards of the wrong layout.
+    """
+    doc = doc or {"synthetic": {}}
+    if not isinstance(doc, dict):
+        raise ValueError(f"data={doc!r}; expected a mapping with `synthetic` or `train` + `tokenizer`")
+    unknown = sorted(set(doc) - set(_DATA_KEYS))
+    if unknown:
+        raise ValueError(f"unknown field data.{unknown[0]}; allowed: {', '.join(_DATA_KEYS)}")
+    if "synthetic" in doc:
+        params = doc["synthetic"] or {}
+        extra = sorted(set(params) - {"n", "seed"})
+        if extra:
+            raise ValueError(f"unknown field data.synthetic.{extra[0]}; allowed: n, seed")
+        return TrialData.synthetic(image_size=image_size, **params)
+    for key in ("train", "tokenizer"):
+        if key not in doc:
+            raise ValueError(f"data.{key} is missing; shards need data.train and data.tokenizer (data.heldout optional)")
+    return TrialData.from_paths(doc["train"], doc["tokenizer"], doc.get("heldout"))
 
 
 def check_trial(cfg: TrialConfig, data: TrialData, workers: int) -> None:
@@ -137,7 +168,9 @@ def run_trial(
     name: str | None = None,
     resume_from: str | None = None,
     cpus_per_worker: float = 1.0,
+    gpus_per_worker: float | None = None,
     eval_tier: str = "cheap",
+    callbacks: list[ray.train.UserCallback] | None = None,
 ) -> ray.train.Result:
     """Fits one trial with Ray Train; every epoch's metrics come back with its checkpoint.
 
@@ -150,7 +183,9 @@ def run_trial(
             whose name already exists there, so reusing a name continues that run.
         resume_from: a checkpoint directory of an earlier run to continue from.
         cpus_per_worker: CPUs each worker reserves.
+        gpus_per_worker: GPUs each worker reserves; None: one if the Ray cluster has GPUs, else none.
         eval_tier: synthetic10 tier reported each epoch (cheap or full).
+        callbacks: Ray Train callbacks; default prints one line per epoch (`EpochLog`).
 
     Raises:
         ValueError: bad input, before any worker starts.
@@ -158,6 +193,10 @@ def run_trial(
     check_trial(cfg, data, workers)
     ensure_ray(workers, cpus_per_worker)
     name = name or time.strftime("trial-%Y%m%d-%H%M%S")
+    if gpus_per_worker is None:  # ask the cluster: a Tune trial's own process sees no GPU
+        gpus_per_worker = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    gpus = gpus_per_worker
+    resources = {"CPU": cpus_per_worker, **({"GPU": gpus} if gpus else {})}
     ray.data.DataContext.get_current().enable_progress_bars = False  # EpochLog is the progress
     preprocess = Preprocess(
         data.tokenizer_dir,
@@ -166,6 +205,7 @@ def run_trial(
         views=needs_views(cfg),
         token_drop=cfg.unimodal.token_drop,
     )
+    dataset, decoded = build_train_dataset(data.train, preprocess)
     settings = LoopSettings(
         trial=cfg.to_dict(),
         train=data.train,
@@ -175,19 +215,18 @@ def run_trial(
         heldout_dir=data.heldout,
         eval_tier=eval_tier,
         resume_from=resume_from,
+        augment=dataclasses.asdict(preprocess) if decoded else None,  # the workers crop and draw captions
     )
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=dataclasses.asdict(settings),
-        scaling_config=ScalingConfig(
-            num_workers=workers, use_gpu=torch.cuda.is_available(), resources_per_worker={"CPU": cpus_per_worker}
-        ),
-        datasets={"train": build_dataset(data.train, preprocess)},
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus > 0, resources_per_worker=resources),
+        datasets={"train": dataset},
         run_config=RunConfig(
             name=name,
             storage_path=storage_path,
             checkpoint_config=CheckpointConfig(num_to_keep=None),  # every epoch: its metrics are the history
-            callbacks=[EpochLog()],
+            callbacks=[EpochLog()] if callbacks is None else callbacks,
         ),
     )
     return trainer.fit()

@@ -15,10 +15,10 @@ import torch
 from ray.train import ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from clipsweep.trainers.data.loading import Preprocess, build_dataset, read_shards, torch_batches
+from clipsweep.trainers.data.loading import Preprocess, build_dataset, build_train_dataset, read_shards, torch_batches
 from clipsweep.trainers.data.shards import DataFormatError
 from clipsweep.trainers.data.tokenizer import load_tokenizer
-from clipsweep.trainers.data.transforms import random_crop_box
+from clipsweep.trainers.data.transforms import jitter_colours, random_crop_boxes, random_resized_crops
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 # Train workers cannot import this test module by name; ship its functions by value.
@@ -160,14 +160,52 @@ def test_single_caption_items_get_a_token_dropped_view(tmp_path, small_corpus):
     assert np.array_equal(out["view_input_ids"][:, 0], out["input_ids"][:, 0])  # [CLS] kept
 
 
-def test_random_crop_box_stays_inside_and_follows_the_area_range():
+def test_random_crop_boxes_stay_inside_and_follow_the_area_range():
     rng = np.random.default_rng(0)
     for width, height in ((64, 64), (120, 40), (7, 300)):
-        for _ in range(200):
-            left, top, right, bottom = random_crop_box(width, height, (0.5, 1.0), rng)
-            assert 0 <= left < right <= width and 0 <= top < bottom <= height
-            w, h = right - left, bottom - top
-            # A fallback centre crop is square; a sampled one keeps area and aspect in range.
-            assert w == h == min(width, height) or (0.45 <= w * h / (width * height) <= 1.05 and 0.7 <= w / h <= 1.4)
-    seeded = [random_crop_box(64, 64, (0.8, 1.0), np.random.default_rng(5)) for _ in range(2)]
-    assert seeded[0] == seeded[1]
+        boxes = random_crop_boxes(2000, width, height, (0.5, 1.0), rng)
+        left, top, right, bottom = boxes.T
+        assert (0 <= left).all() and (left < right).all() and (right <= width).all()
+        assert (0 <= top).all() and (top < bottom).all() and (bottom <= height).all()
+        w, h = right - left, bottom - top
+        # A fallback centre crop is square; a sampled one keeps area and aspect in range.
+        fallback = (w == h) & (w == min(width, height))
+        sampled = (0.45 <= w * h / (width * height)) & (w * h / (width * height) <= 1.05) & (0.7 <= w / h) & (w / h <= 1.4)
+        assert (fallback | sampled).all()
+    seeded = [random_crop_boxes(4, 64, 64, (0.8, 1.0), np.random.default_rng(5)) for _ in range(2)]
+    assert np.array_equal(seeded[0], seeded[1])
+
+
+def test_resized_crops_of_the_whole_image_are_the_image_and_flips_mirror_it():
+    images = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8)
+    whole = random_resized_crops(images, 16, np.random.default_rng(0), scale=(1.0, 1.0))
+    assert torch.equal(whole, images)
+    flipped = random_resized_crops(images, 16, np.random.default_rng(0), scale=(1.0, 1.0), hflip=True)
+    mirrored = [torch.equal(f, i.flip(-1)) for f, i in zip(flipped, images)]
+    assert all(m or torch.equal(f, i) for m, f, i in zip(mirrored, flipped, images)) and 0 < sum(mirrored) < 6
+    half = random_resized_crops(images, 8, np.random.default_rng(1), scale=(0.25, 0.25))
+    assert half.shape == (6, 3, 8, 8) and half.dtype == torch.uint8
+
+
+def test_colour_jitter_is_per_image_and_identity_at_zero_strength():
+    images = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
+    assert torch.equal(jitter_colours(images, np.random.default_rng(0), strength=0.0), images)
+    jittered = jitter_colours(images, np.random.default_rng(0)).float()
+    ratios = jittered.mean(dim=(1, 2, 3)) / images.float().mean(dim=(1, 2, 3))
+    assert ratios.std() > 0.05  # each image drew its own factors
+
+
+def test_small_training_sets_are_decoded_once_and_augmented_by_the_consumer(small_corpus):
+    rows = _train_rows(small_corpus)
+    preprocess = Preprocess(small_corpus.tokenizer_dir, image_size=48, views=True)
+    dataset, decoded = build_train_dataset(small_corpus.split_dir("train"), preprocess)
+    assert decoded and set(dataset.schema().names) == {"id", "image", "caption_tokens", "label"}
+    epochs = [list(torch_batches(dataset, batch_size=64, augment=preprocess)) for _ in range(2)]
+    for batches in epochs:
+        assert sorted(i for b in batches for i in b["id"]) == sorted(rows)
+        batch = batches[0]
+        assert batch["image"].shape == batch["image_view"].shape == (len(batch["id"]), 3, 48, 48)
+        assert batch["input_ids"].shape == batch["view_input_ids"].shape == (len(batch["id"]), 32)
+    # The cached pixels are the same each epoch; the crops drawn from them are not.
+    first = [{i: im for b in batches for i, im in zip(b["id"], b["image"])} for batches in epochs]
+    assert sum(not torch.equal(first[0][i], first[1][i]) for i in rows) > len(rows) // 2

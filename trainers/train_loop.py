@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from .config import TrialConfig
-from .data.loading import torch_batches
+from .data.loading import Preprocess, torch_batches
 from .data.shards import resolve_shards
 from .data.tokenizer import load_tokenizer
 from .evaluation.metrics import top_k_scores
@@ -53,6 +53,7 @@ class LoopSettings:
     heldout_dir: str | None = None  # synthetic10 held-out split; None: no benchmark
     eval_tier: str = "cheap"
     resume_from: str | None = None  # checkpoint directory to continue from
+    augment: dict[str, Any] | None = None  # `Preprocess` fields when batches arrive decoded, not augmented
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoopSettings:
@@ -99,6 +100,7 @@ class Trial:
         ).to(self.device)
         self.modules: dict[str, torch.nn.Module] = {"": self.model, **self.objective.proxies}
         self.shard = ray.train.get_dataset_shard("train")
+        self.augment = Preprocess(**settings.augment) if settings.augment else None
         self.local_batch = self.cfg.optim.batch_size // self.world
         self.steps_per_epoch = (settings.n_train // self.world) // self.local_batch
         self.assignments: dict[str, tuple[int, int]] = {}
@@ -117,7 +119,7 @@ class Trial:
         """
         self.model.eval()
         ids, images, texts = [], [], []
-        for batch in torch_batches(self.shard, self.local_batch, self.device):
+        for batch in torch_batches(self.shard, self.local_batch, self.device, augment=self.augment):
             u, v = self.model(batch["image"], batch["input_ids"], batch["attention_mask"])
             ids += batch["id"]
             images.append(u.float().cpu().numpy())
@@ -249,7 +251,7 @@ class Trial:
         sums: dict[str, float] = {}
         steps, start, waited = 0, time.perf_counter(), 0.0
         spread: list[int] = []  # clusters per local batch, when batches are cluster-filled
-        batches = torch_batches(self.shard, self.local_batch, self.device, drop_last=True)
+        batches = torch_batches(self.shard, self.local_batch, self.device, drop_last=True, augment=self.augment)
         if self.cfg.batching.mode == "cluster_hard":
             batches = self.hard_batches(batches, seed=self.cfg.optim.seed + 7919 * self.rank + 104729 * epoch)
         while steps < self.steps_per_epoch:  # keep ranks in lockstep whatever the split
