@@ -14,6 +14,7 @@ from rich.markup import escape
 from clipsweep.trainers.data.shards import DataFormatError
 
 from .data_cli import add_data_commands
+from .sweep_cli import add_sweep_commands
 from .train_cli import add_train_command, train_command
 
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="train vanilla CLIP on the embedded synthetic corpus")
     demo.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")
     demo.set_defaults(func=_demo)
+    add_sweep_commands(commands)
     add_train_command(commands)
     add_data_commands(commands)
     return parser
@@ -43,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `clipsweep` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # MLflow logs its store migrations at INFO with its own handler; the console is ours.
+    logging.getLogger("mlflow").setLevel(logging.INFO if args.verbose else logging.WARNING)
     console = Console()
     try:
         args.func(args, console)
@@ -50,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # soft_wrap: a path in the message must stay on one line, copyable.
         Console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(e))}", soft_wrap=True)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: the sweep's MLflow runs were already closed as KILLED
+        Console(stderr=True).print("[bold red]interrupted[/bold red]")
+        return 130
     except ray.train.TrainingFailedError as e:  # a worker raised: Ray's summary names rank and traceback
         Console(stderr=True).print(f"[bold red]trial failed:[/bold red] {escape(str(e))}", soft_wrap=True)
         return 1

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import clipsweep
 import clipsweep.orchestrator
 import clipsweep.trainers
 
@@ -29,7 +30,18 @@ def test_every_source_folder_is_an_installed_package():
         for p in (ROOT / top).rglob("__init__.py")
     }
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    assert on_disk == listed
+    assert on_disk | {"clipsweep"} == listed
+
+
+def test_public_api_loads_lazily():
+    import subprocess
+    import sys
+
+    code = "import sys, clipsweep; assert 'ray.tune' not in sys.modules; from clipsweep import Sweep, SweepResult; print(Sweep.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "clipsweep.orchestrator.api"
+    with pytest.raises(AttributeError, match="no attribute 'Sweeep'"):
+        clipsweep.Sweeep  # noqa: B018
 
 
 @pytest.mark.parametrize("module", _modules(clipsweep.trainers) + _modules(clipsweep.orchestrator))

@@ -1,0 +1,180 @@
+"""The typed Python API: `Sweep` runs a spec, `SweepResult` reads what it left in MLflow.
+
+    >>> from clipsweep import Sweep
+    >>> result = Sweep.from_yaml("search_spaces/default.yaml").run()   # doctest: +SKIP
+    >>> result.trials()[["name", "status", "score"]]                   # doctest: +SKIP
+    >>> result.best_config().objective.logit_transform                 # doctest: +SKIP
+    >>> SweepResult.load("clipsweep_results")                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import pyarrow.fs
+import ray
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from clipsweep.trainers.config import TrialConfig
+
+from .preflight import check_sweep
+from .spec import SweepSpec
+from .tracking import OVERRIDES_TAG, PARENT_TAG, REASON_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG, MlflowTracker
+from .tune import SCORE, ResourcePlan, build_tuner, experiment_name, plan_resources, start_ray
+
+RECORD_FILE = "clipsweep_sweep.json"  # in the Tune experiment folder: how to find the sweep again
+
+
+class Sweep:
+    """A sweep of a spec: validated on construction, run with `.run()`.
+
+    Example:
+        >>> sweep = Sweep.from_yaml("search_spaces/default.yaml")   # doctest: +SKIP
+        >>> result = sweep.run()                                    # doctest: +SKIP
+    """
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.spec = spec
+
+    @classmethod
+    def from_yaml(cls, path: str) -> Sweep:
+        return cls(SweepSpec.from_yaml(path))
+
+    def plan(self) -> ResourcePlan:
+        """The resource plan against the connected cluster, or for a local Ray on this machine."""
+        cluster = ray.cluster_resources() if ray.is_initialized() else None
+        return plan_resources(self.spec, cluster)
+
+    def run(self, callbacks: list[tune.Callback] | None = None, quiet: bool = True) -> SweepResult:
+        """Checks everything, starts or joins Ray, runs the trials, and records them in MLflow.
+
+        Args:
+            callbacks: extra Tune callbacks (the CLI's live table is one).
+            quiet: keep Ray workers' logs off this console.
+
+        Raises:
+            SpecError, ValueError, DataFormatError: bad input, before Ray starts.
+        """
+        spec = self.spec
+        data = check_sweep(spec)
+        if os.environ.get("RAY_ADDRESS") and not ray.is_initialized():
+            start_ray(self.plan(), quiet)  # joins the cluster; the plan below reads its resources
+        plan = self.plan()
+        start_ray(plan, quiet)
+        experiment = experiment_name(spec)
+        tracker = MlflowTracker(spec, experiment, _plan_params(plan))
+        tuner = build_tuner(spec, data, plan, experiment, [tracker, *(callbacks or [])])
+        try:
+            grid = tuner.fit()
+        except BaseException:  # a second Ctrl-C, or Tune itself failing: nothing stays RUNNING
+            tracker.finish([], interrupted=True)
+            raise
+        # Trials still open after fit() never finished: Tune returns that way after Ctrl-C.
+        tracker.finish([_summary(r) for r in grid], interrupted=bool(tracker.open))
+        result = SweepResult(_absolute_sqlite(spec.tracking_uri), tracker.parent_id, experiment, grid.experiment_path)
+        _write_record(result)
+        return result
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    metrics = result.metrics or {}
+    return {"trial_id": metrics.get("trial_id"), "config": metrics.get("config"), SCORE: metrics.get(SCORE),
+            "epoch": metrics.get("epoch"), "error": None if result.error is None else str(result.error)[:500]}  # fmt: skip
+
+
+def _plan_params(plan: ResourcePlan) -> dict[str, Any]:
+    return {"cpus_per_trial": plan.cpus_per_trial, "gpus_per_trial": plan.gpus_per_trial,
+            "max_concurrent": plan.max_concurrent, "ray_cpus": plan.ray_cpus or "cluster"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """A finished (or interrupted) sweep, read back from its MLflow parent and child runs.
+
+    Attributes:
+        tracking_uri: the MLflow store.
+        mlflow_parent_run_id: the sweep's parent run.
+        experiment: this launch's name (the parent run's name and the Tune experiment folder).
+        path: the Tune experiment folder (checkpoints, Tune state, the record file).
+    """
+
+    tracking_uri: str
+    mlflow_parent_run_id: str
+    experiment: str
+    path: str
+
+    @classmethod
+    def load(cls, storage_path: str) -> SweepResult:
+        """Reopens a sweep from its experiment folder, or the newest sweep under a storage path."""
+        fs, root = _filesystem(storage_path)
+        records = [f"{root}/{RECORD_FILE}"] + sorted(
+            (f"{info.path}/{RECORD_FILE}" for info in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
+             if info.type == pyarrow.fs.FileType.Directory),
+            reverse=True,  # newest first: experiment names end in a timestamp
+        )  # fmt: skip
+        found = [r for r in records if fs.get_file_info(r).type == pyarrow.fs.FileType.File]
+        if not found:
+            raise FileNotFoundError(f"{storage_path}: no {RECORD_FILE} here or one folder down (not a clipsweep sweep)")
+        with fs.open_input_stream(found[0]) as f:
+            doc = json.loads(f.readall())
+        return cls(doc["tracking_uri"], doc["mlflow_parent_run_id"], doc["experiment"], doc["path"])
+
+    def _client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+    def trials(self) -> pd.DataFrame:
+        """One row per trial (MLflow child run): name, role, status, score, epochs, searched fields,
+        and the last value of every `bench/...` metric."""
+        client = self._client()
+        parent = client.get_run(self.mlflow_parent_run_id)
+        runs = client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.{PARENT_TAG} = '{self.mlflow_parent_run_id}'", max_results=10_000
+        )
+        rows = []
+        for run in runs:
+            tags, metrics = run.data.tags, run.data.metrics
+            overrides = json.loads(tags.get(OVERRIDES_TAG, "{}"))
+            rows.append({
+                "run_id": run.info.run_id, "name": run.info.run_name, "trial_id": tags.get(TRIAL_ID_TAG),
+                "role": tags.get(ROLE_TAG), "status": tags.get(STATUS_TAG), "mlflow_status": run.info.status,
+                "score": metrics.get(SCORE), "epochs": int(tags.get("clipsweep.epochs_run", 0)),
+                "failure_reason": tags.get(REASON_TAG), "overrides": overrides,
+                **{k: v for k, v in metrics.items() if k.startswith("bench/")},
+            })  # fmt: skip
+        frame = pd.DataFrame(rows)
+        return frame.sort_values("name").reset_index(drop=True) if len(frame) else frame
+
+    def best_config(self) -> TrialConfig:
+        """The config of the best-scoring trial that trained all its epochs (else of any trial)."""
+        frame = self.trials()
+        scored = frame[frame["score"].notna()]
+        if scored.empty:
+            raise ValueError(f"sweep {self.experiment}: no trial reported a score")
+        finished = scored[scored["status"] == "completed"]
+        best = (finished if len(finished) else scored).sort_values("score", ascending=False).iloc[0]
+        spec = SweepSpec.from_yaml(self._client().download_artifacts(self.mlflow_parent_run_id, "sweep.yaml"))
+        return spec.config_for(best["overrides"])
+
+
+def _filesystem(path: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    return pyarrow.fs.FileSystem.from_uri(path if "://" in path else os.path.abspath(path))
+
+
+def _write_record(result: SweepResult) -> None:
+    fs, root = _filesystem(result.path)
+    with fs.open_output_stream(f"{root}/{RECORD_FILE}") as f:
+        f.write(json.dumps(dataclasses.asdict(result), indent=1).encode())
+
+
+def _absolute_sqlite(uri: str) -> str:
+    """sqlite:///mlruns.db is relative to the working directory; the record must work from anywhere."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + os.path.abspath(uri[len(prefix) :])
+    return uri

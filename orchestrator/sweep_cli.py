@@ -1,0 +1,100 @@
+"""`clipsweep run [SPACE.yaml]` and `clipsweep validate SPACE.yaml`: the sweep from the shell.
+
+`run` prints the plan, shows a live table of trials while Tune works, and ends with the trials
+ranked by score and the `mlflow ui` command that opens the records. `validate` does every
+check `run` does before Ray starts, and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .api import Sweep, SweepResult
+from .preflight import check_sweep
+from .progress import SweepProgress, describe_overrides
+from .spec import SweepSpec
+
+# The demo space lives in the repository (next to `orchestrator/`); from another working
+# directory an editable install still finds it there.
+DEFAULT_SPACE = "search_spaces/default.yaml"
+
+
+def add_sweep_commands(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser("run", help="run a sweep: Ray Tune (Optuna + ASHA) over Ray Train trials, tracked in MLflow")
+    run.add_argument("space", nargs="?", help=f"sweep spec YAML (default {DEFAULT_SPACE})")
+    run.add_argument("--storage", help="override storage_path (a local folder or any fsspec URI)")
+    run.add_argument("--tracking-uri", help="override mlflow.tracking_uri (sqlite:///FILE or http://SERVER)")
+    run.add_argument("--num-samples", type=int, help="override search.num_samples")
+    run.set_defaults(func=run_command)
+    validate = subparsers.add_parser("validate", help="check a sweep spec (and its data, storage, MLflow) without running it")
+    validate.add_argument("space", help="sweep spec YAML")
+    validate.set_defaults(func=validate_command)
+
+
+def default_space() -> str:
+    """`search_spaces/default.yaml` of the working directory, else of the repository."""
+    if os.path.exists(DEFAULT_SPACE):
+        return DEFAULT_SPACE
+    return str(Path(__file__).resolve().parent.parent / DEFAULT_SPACE)
+
+
+def load_spec(args: argparse.Namespace) -> SweepSpec:
+    """The spec of `args.space` with the command line's overrides applied (and re-validated)."""
+    spec = SweepSpec.from_yaml(args.space or default_space())
+    overrides = {
+        "storage_path": getattr(args, "storage", None),
+        "tracking_uri": getattr(args, "tracking_uri", None),
+    }
+    spec = dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v is not None})
+    if getattr(args, "num_samples", None) is not None:
+        spec = dataclasses.replace(spec, search=dataclasses.replace(spec.search, num_samples=args.num_samples))
+    return spec
+
+
+def validate_command(args: argparse.Namespace, console: Console) -> None:
+    spec = load_spec(args)
+    data = check_sweep(spec)
+    console.print(
+        f"[green]ok[/green] {spec.source}: sweep {spec.name!r}, {len(spec.params)} searched fields, "
+        f"{spec.search.num_samples} trials, {data.n_train} training items"
+    )
+    console.print(Sweep(spec).plan().describe(spec))
+
+
+def run_command(args: argparse.Namespace, console: Console) -> None:
+    spec = load_spec(args)
+    sweep = Sweep(spec)
+    console.print(f"[bold]{spec.name}[/bold] ({spec.source}): {sweep.plan().describe(spec)}")
+    console.print(f"searching {', '.join(p.field for p in spec.params)}; ASHA on {spec.suite.name}/{spec.suite.tier}")
+    progress = SweepProgress(spec, console)
+    try:
+        result = sweep.run(callbacks=[progress])
+    finally:
+        progress.stop()
+    console.print(ranked_table(result))
+    console.print(f"MLflow parent run {result.mlflow_parent_run_id}; open the records with:")
+    console.print(f"  mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
+    console.print(f"reopen in Python: SweepResult.load({result.path!r})", soft_wrap=True)
+
+
+def ranked_table(result: SweepResult) -> Table:
+    """Trials by final cheap-tier score, best first (unscored ones last)."""
+    frame = result.trials()
+    table = Table(title=f"{result.experiment}: trials by score (mean synthetic10 primary metric, cheap tier)")
+    for column in ("rank", "trial", "config", "status", "epochs", "score"):
+        table.add_column(column, justify="right" if column in ("rank", "epochs", "score") else "left")
+    if frame.empty:
+        return table
+    frame = frame.assign(_key=frame["score"].fillna(-math.inf)).sort_values("_key", ascending=False)
+    for rank, row in enumerate(frame.itertuples(), start=1):
+        score = "" if row.score is None or math.isnan(row.score) else f"{row.score:.3f}"
+        status = row.status if row.status != "failed" else f"failed: {row.failure_reason}"
+        table.add_row(str(rank), row.name, describe_overrides(row.overrides), status, str(row.epochs), score)
+    return table

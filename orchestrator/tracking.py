@@ -1,0 +1,193 @@
+"""MLflow records of a sweep: one parent run, one child run per trial, one writer.
+
+`MlflowTracker` is a Tune callback, so it runs in the Tune driver process and is the only
+thing that writes to the tracking store: trials never talk to MLflow. Tune calls callbacks one
+at a time from its event loop, so even a SQLite store (`sqlite:///mlruns.db`) sees one writer
+and never "database is locked". With an `http://` tracking URI the same calls go to an MLflow
+server. All writes go through `MlflowClient` with explicit run ids (no global active run).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from typing import Any
+
+import ray.train
+import yaml
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.experiment import Trial
+
+from .spec import SweepSpec
+from .tune import FINAL_STAGE_SCORE, SCORE, end_status, overrides_of, trial_label
+
+STATUS_TAG = "clipsweep.status"  # completed | stopped_early | failed | killed
+ROLE_TAG = "clipsweep.role"  # baseline | search
+REASON_TAG = "clipsweep.failure_reason"
+TRIAL_ID_TAG = "clipsweep.trial_id"
+SWEEP_TAG = "clipsweep.sweep"
+PARENT_TAG = "mlflow.parentRunId"
+OVERRIDES_TAG = "clipsweep.overrides"  # JSON {dotted field: value}: what differs from the baseline
+
+# Keys Tune adds to every result: bookkeeping, not metrics of the trial.
+_TUNE_KEYS = {
+    "training_iteration", "time_total_s", "time_this_iter_s", "timestamp", "time_since_restore",
+    "iterations_since_restore", "pid", "done", "epoch",
+}  # fmt: skip
+_MAX_PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
+
+
+def failure_reason(error_text: str) -> str:
+    """The innermost `SomeError: message` line of a traceback (a worker's, when Train wraps it)."""
+    lines = [line.strip() for line in error_text.splitlines()]
+    found = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b(: |$)", line)]
+    return (found[-1] if found else (lines[-1] if lines else "unknown error"))[:500]
+
+
+def metric_key(key: str) -> str:
+    """A result key as an MLflow metric name, which allows no `@`: `i2t_R@1` -> `i2t_R_at_1`."""
+    return re.sub(r"[^\w\-. :/]", "_", key.replace("@", "_at_"))
+
+
+def error_text(trial: Trial) -> str:
+    """The trial's traceback. Tune writes it to the driver's staging folder first and syncs it to
+    storage later, so `trial.get_error()` (which reads storage) is still empty in the callback."""
+    path = trial.error_file
+    if path and os.path.exists(path):
+        with open(path) as f:
+            return f.read()
+    error = trial.get_error()
+    return str(error) if error is not None else "the trial failed without an error message"
+
+
+class MlflowTracker(tune.Callback):
+    """Writes the sweep's parent run and each trial's child run from the Tune driver.
+
+    Args:
+        spec: the sweep (its YAML, search space and trial config become params/artifacts).
+        experiment: this launch's name (the parent run's name).
+        resources: the resolved resource plan, logged on the parent as params.
+    """
+
+    def __init__(self, spec: SweepSpec, experiment: str, resources: dict[str, Any]) -> None:
+        self.spec = spec
+        self.client = MlflowClient(tracking_uri=spec.tracking_uri)
+        found = self.client.get_experiment_by_name(spec.name)
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(spec.name)
+        parent = self.client.create_run(
+            self.experiment_id, run_name=experiment, tags={SWEEP_TAG: experiment, ROLE_TAG: "sweep"}
+        )
+        self.parent_id = parent.info.run_id
+        self.children: dict[str, str] = {}  # Tune trial id -> MLflow run id
+        self.open: set[str] = set()  # trials whose child run is still RUNNING
+        self.best: dict[str, tuple[float, str | None]] = {}  # trial id -> (best score, its checkpoint)
+        self.planned: dict[str, int] = {}  # trial id -> epochs its config trains
+        params = {f"resources.{k}": v for k, v in resources.items()}
+        params.update({"search.num_samples": spec.search.num_samples, "search.seed": spec.search.seed,
+                       "asha.grace_period": spec.asha.grace_period, "asha.reduction_factor": spec.asha.reduction_factor,
+                       "asha.max_t": spec.max_t, "suite": f"{spec.suite.name}/{spec.suite.tier}"})  # fmt: skip
+        self._log_params(self.parent_id, params)
+        self.client.log_dict(self.parent_id, spec.search_space_dict(), "search_space.json")
+        self.client.log_text(self.parent_id, yaml.safe_dump(spec.to_doc(), sort_keys=False), "sweep.yaml")
+
+    # Tune pickles its callbacks into the experiment state (for `--resume`); the client holds
+    # locks and connections, so it is rebuilt from the URI instead.
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "client"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.client = MlflowClient(tracking_uri=self.spec.tracking_uri)
+
+    # ---- Tune callback hooks (driver process, called one at a time) -------------------------
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if trial.trial_id in self.children:  # a restarted trial keeps its run
+            return
+        role = trial.config.get("role", "search")
+        cfg = self.spec.config_for(overrides_of(trial.config))
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=trial_label(trial),
+            tags={
+                PARENT_TAG: self.parent_id, ROLE_TAG: role, TRIAL_ID_TAG: trial.trial_id, STATUS_TAG: "running",
+                OVERRIDES_TAG: json.dumps(overrides_of(trial.config)),
+            },  # fmt: skip
+        )
+        run_id = run.info.run_id
+        self.children[trial.trial_id] = run_id
+        self.open.add(trial.trial_id)
+        self.planned[trial.trial_id] = cfg.optim.epochs
+        self._log_params(run_id, cfg.flat())
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        run_id = self.children.get(trial.trial_id)
+        if run_id is None:
+            return
+        step, now = int(result.get("epoch", result.get("training_iteration", 0))), int(time.time() * 1000)
+        metrics = [
+            Metric(metric_key(key), float(value), now, step)
+            for key, value in result.items()
+            if key not in _TUNE_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value)
+        ]  # fmt: skip
+        self.client.log_batch(run_id, metrics=metrics)
+        if SCORE in result:
+            best, _ = self.best.get(trial.trial_id, (-math.inf, None))
+            if result[SCORE] > best:
+                self.best[trial.trial_id] = (result[SCORE], result.get("checkpoint_path"))
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        run_id = self.children.get(trial.trial_id)
+        if run_id is None or trial.trial_id not in self.open:
+            return
+        epochs = int((trial.last_result or {}).get("epoch", 0))
+        status = end_status(epochs, self.planned[trial.trial_id])
+        tags = [RunTag(STATUS_TAG, status), RunTag("clipsweep.epochs_run", str(epochs))]
+        if FINAL_STAGE_SCORE in (trial.last_result or {}):
+            tags.append(RunTag("clipsweep.final_score", f"{trial.last_result[FINAL_STAGE_SCORE]:.6f}"))
+        self.client.log_batch(run_id, tags=tags)
+        self._log_best_checkpoint(trial.trial_id, run_id)
+        self.client.set_terminated(run_id, "FINISHED")
+        self.open.discard(trial.trial_id)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        run_id = self.children.get(trial.trial_id)
+        if run_id is None or trial.trial_id not in self.open:
+            return
+        text = error_text(trial)
+        self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, "failed"), RunTag(REASON_TAG, failure_reason(text))])
+        self.client.log_text(run_id, text, "error.txt")
+        self.client.set_terminated(run_id, "FAILED")
+        self.open.discard(trial.trial_id)
+
+    # ---- end of the sweep --------------------------------------------------------------------
+
+    def finish(self, trials_table: list[dict[str, Any]], interrupted: bool) -> None:
+        """Closes the parent (and any child still open: KILLED, as after Ctrl-C)."""
+        for trial_id in sorted(self.open):
+            run_id = self.children[trial_id]
+            self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, "killed")])
+            self.client.set_terminated(run_id, "KILLED")
+        self.open.clear()
+        self.client.log_text(self.parent_id, json.dumps(trials_table, indent=1, default=str), "trials.json")
+        self.client.set_tag(self.parent_id, STATUS_TAG, "killed" if interrupted else "completed")
+        self.client.set_terminated(self.parent_id, "KILLED" if interrupted else "FINISHED")
+
+    def _log_best_checkpoint(self, trial_id: str, run_id: str) -> None:
+        _, path = self.best.get(trial_id, (None, None))
+        if path is None:
+            return
+        # as_directory downloads a remote (s3://, gs://) checkpoint; a local one is used in place.
+        with ray.train.Checkpoint(path).as_directory() as directory:
+            self.client.log_artifacts(run_id, directory, "checkpoint")
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        items = [Param(k, json.dumps(v) if isinstance(v, (dict, list, tuple)) else str(v)) for k, v in params.items()]
+        for start in range(0, len(items), _MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=items[start : start + _MAX_PARAMS_PER_BATCH])

@@ -1,0 +1,280 @@
+"""Ray Tune over Ray Train trials: Optuna TPE picks configs, ASHA stops losers early.
+
+The Ray Train V2 pattern: each Tune trial is a function trainable that builds and fits the
+trial's TorchTrainer (through `run_trial`, as `clipsweep train` does); a callback in the Train
+controller forwards every epoch report to Tune. The trial's Tune actor reserves only its driver;
+its Train workers reserve their own CPUs/GPUs, so `max_concurrent_trials` is what keeps the sum
+inside the cluster (`plan_resources`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from clipsweep.trainers.schedules import stage_plan
+
+from .spec import SweepSpec
+from .trial import TrialData, run_trial
+
+SCORE = "score"  # cheap-tier mean primary metric, every epoch: what Optuna learns from
+FINAL_STAGE_SCORE = "final_stage_score"  # the same in final-stage epochs (NaN before): what ASHA compares
+FINAL_STAGE_EPOCH = "final_stage_epoch"  # epochs into the final stage: ASHA's clock (absent before it)
+DATA_CPUS = 2  # logical CPUs kept free for Ray Data's decode tasks (with none, no epoch starts)
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    """How a sweep fits the cluster: per-trial need, concurrent trials, logical CPUs to start."""
+
+    cpus_per_trial: float  # the trial's driver + its workers
+    gpus_per_trial: float
+    max_concurrent: int
+    ray_cpus: int | None  # logical CPUs for a local Ray we start; None when one is connected
+
+    def describe(self, spec: SweepSpec) -> str:
+        r = spec.resources
+        gpus = f", {self.gpus_per_trial:g} GPU" if self.gpus_per_trial else ""
+        return (
+            f"{spec.search.num_samples} trials (baseline + {spec.search.num_samples - 1} searched), "
+            f"{self.max_concurrent} at a time; each trial: driver {r.driver_cpus:g} CPU + "
+            f"{r.workers_per_trial} worker(s) x {r.cpus_per_worker:g} CPU{gpus} = {self.cpus_per_trial:g} CPU"
+        )
+
+
+def plan_resources(spec: SweepSpec, cluster: dict[str, float] | None = None, cores: int | None = None) -> ResourcePlan:
+    """Sizes the sweep so that every running trial's driver and workers fit, with room for data.
+
+    Args:
+        spec: the sweep.
+        cluster: resources of a connected Ray cluster (`ray.cluster_resources()`); None for a
+            local Ray that clipsweep starts, sized from `cores`.
+        cores: physical cores of this machine (default `os.cpu_count()`).
+
+    Raises:
+        ValueError: one trial needs more than the cluster has (names the resource and amounts).
+    """
+    r = spec.resources
+    cpus = r.driver_cpus + r.workers_per_trial * r.cpus_per_worker
+    gpus = r.workers_per_trial * r.gpus_per_worker
+    wanted = spec.search.max_concurrent
+    if cluster is None:
+        cores = cores or os.cpu_count() or 1
+        # Workers compute, drivers mostly wait: concurrency follows the cores the workers use.
+        slots = max(1, int(cores // max(r.workers_per_trial * r.cpus_per_worker, 1e-9)))
+        concurrent = max(1, min(wanted or slots, spec.search.num_samples))
+        return ResourcePlan(cpus, gpus, concurrent, max(cores, math.ceil(concurrent * cpus) + DATA_CPUS))
+    available = cluster.get("CPU", 0.0) - DATA_CPUS
+    if cpus > available:
+        raise ValueError(
+            f"resources: one trial needs {cpus:g} CPUs (driver_cpus={r.driver_cpus:g} + workers_per_trial="
+            f"{r.workers_per_trial} x cpus_per_worker={r.cpus_per_worker:g}); allowed: at most {available:g} "
+            f"(the cluster's {cluster.get('CPU', 0):g} CPUs less {DATA_CPUS} kept for Ray Data)"
+        )
+    slots = int(available // cpus) if cpus else spec.search.num_samples
+    if gpus:
+        if gpus > cluster.get("GPU", 0.0):
+            raise ValueError(
+                f"resources: one trial needs {gpus:g} GPUs (workers_per_trial={r.workers_per_trial} x "
+                f"gpus_per_worker={r.gpus_per_worker:g}); allowed: at most the cluster's {cluster.get('GPU', 0):g}"
+            )
+        slots = min(slots, int(cluster["GPU"] // gpus))
+    concurrent = max(1, min(wanted or slots, slots, spec.search.num_samples))
+    return ResourcePlan(cpus, gpus, concurrent, None)
+
+
+class DefineSpace:
+    """Optuna define-by-run: samples each active field in spec order (conditions see earlier ones).
+
+    A class, not a closure: Tune pickles the searcher (with this) into its experiment state.
+    """
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.params = spec.params
+        self.fixed = spec.baseline.flat()
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        chosen = dict(self.fixed)
+        for p in self.params:
+            if not p.active(chosen):
+                continue
+            if p.type == "choice":
+                chosen[p.field] = trial.suggest_categorical(p.field, list(p.values))
+            elif p.type == "int":
+                chosen[p.field] = trial.suggest_int(p.field, int(p.low), int(p.high))
+            else:
+                chosen[p.field] = trial.suggest_float(p.field, p.low, p.high, log=p.type == "loguniform")
+        return {"role": "search"}
+
+
+class FixedFirst(Searcher):
+    """Hands out the baseline, then the spec's explicit points, then defers to another searcher.
+
+    The ranking normalises every trial against the baseline, so it runs in every sweep. The
+    explicit points may set fields outside the search space (Optuna's own `points_to_evaluate`
+    would drop those), so they are handed out here as whole overrides. Optuna learns only from
+    its own suggestions.
+    """
+
+    def __init__(self, searcher: Searcher, points: tuple[dict[str, Any], ...] = ()) -> None:
+        super().__init__(metric=searcher.metric, mode=searcher.mode)
+        self.searcher = searcher
+        self.fixed = [{"role": "baseline"}] + [{"role": "point", **p} for p in points]
+        self.fixed_ids: list[str] = []  # trial ids handed a fixed config, in order
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if len(self.fixed_ids) < len(self.fixed):
+            self.fixed_ids.append(trial_id)
+            return dict(self.fixed[len(self.fixed_ids) - 1])
+        return self.searcher.suggest(trial_id)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self.fixed_ids:
+            self.searcher.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self.fixed_ids:
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+
+    # Tune saves a wrapper's own state here and the wrapped searcher's (Optuna's study) itself.
+    def get_state(self) -> dict[str, Any]:
+        return {"fixed_ids": list(self.fixed_ids)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.fixed_ids = list(state["fixed_ids"])
+
+
+def overrides_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The searched fields of a Tune trial config ({dotted field: value}; empty for the baseline)."""
+    return {k: v for k, v in config.items() if "." in k}
+
+
+def trial_label(trial: Any) -> str:
+    """`trial-00-baseline`, `trial-03-point`, ...: numbered in the order the searcher handed
+    them out (Tune's experiment tag starts with that 1-based counter), not the order they start."""
+    number = int(trial.experiment_tag.split("_", 1)[0]) - 1
+    return f"trial-{number:02d}-{trial.config.get('role', 'search')}"
+
+
+def end_status(epochs_run: int, planned: int) -> str:
+    """How a trial that ended without error ended: all its epochs, or stopped by ASHA."""
+    return "completed" if epochs_run >= planned else "stopped_early"
+
+
+class ScoreReport(TuneReportCallback):
+    """Forwards each Train report to Tune, adding the score keys Optuna and ASHA read.
+
+    ASHA must compare trials only on their final stage (a two-stage trial's stage 1 scores an
+    image tower against a frozen text tower). Its clock, `final_stage_epoch`, is absent from
+    earlier epochs, and ASHA skips results without its clock; `final_stage_score` is there as
+    NaN because Tune insists every result carries the scheduler's metric.
+    """
+
+    def __init__(self, final_stage_start: int) -> None:
+        super().__init__()
+        self.final_stage_start = final_stage_start  # epochs before the final stage
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+        first = dict(metrics[0])
+        if "bench/mean_primary" in first:
+            first[SCORE] = first["bench/mean_primary"]
+            first[FINAL_STAGE_SCORE] = math.nan
+            if first["epoch"] > self.final_stage_start:
+                first[FINAL_STAGE_SCORE] = first[SCORE]
+                first[FINAL_STAGE_EPOCH] = first["epoch"] - self.final_stage_start
+        super().after_report(run_context, [first, *metrics[1:]], checkpoint)
+
+
+def train_trial(config: dict[str, Any], spec: SweepSpec, data: TrialData, train_storage: str) -> None:
+    """The Tune function trainable: one Ray Train run of the trial's config."""
+    cfg = spec.config_for(overrides_of(config))
+    r = spec.resources
+    run_trial(
+        cfg,
+        data,
+        workers=r.workers_per_trial,
+        storage_path=train_storage,
+        name=tune.get_context().get_trial_name(),
+        cpus_per_worker=r.cpus_per_worker,
+        gpus_per_worker=r.gpus_per_worker,
+        eval_tier=spec.suite.tier,
+        callbacks=[ScoreReport(cfg.optim.epochs - stage_plan(cfg)[-1].epochs)],
+    )
+
+
+def build_tuner(
+    spec: SweepSpec, data: TrialData, plan: ResourcePlan, experiment: str, callbacks: list[tune.Callback]
+) -> tune.Tuner:
+    """The Tuner of a sweep: FixedFirst(Optuna TPE) + ASHA, `plan.max_concurrent` at a time."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    searcher = OptunaSearch(
+        space=DefineSpace(spec),
+        metric=SCORE,
+        mode="max",
+        seed=spec.search.seed,
+    )
+    scheduler = ASHAScheduler(
+        time_attr=FINAL_STAGE_EPOCH,
+        metric=FINAL_STAGE_SCORE,
+        mode="max",
+        max_t=spec.max_t,
+        grace_period=spec.asha.grace_period,
+        reduction_factor=spec.asha.reduction_factor,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, spec=spec, data=data, train_storage=f"{_absolute(spec.storage_path).rstrip('/')}/{experiment}/train"),
+        {"cpu": spec.resources.driver_cpus},
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=FixedFirst(searcher, spec.points_to_evaluate),
+            scheduler=scheduler,
+            num_samples=spec.search.num_samples,
+            max_concurrent_trials=plan.max_concurrent,
+        ),
+        run_config=tune.RunConfig(
+            name=experiment,
+            storage_path=_absolute(spec.storage_path),
+            callbacks=callbacks,
+            verbose=0,  # the CLI's live table is the progress
+            failure_config=tune.FailureConfig(max_failures=0),  # a failing trial is recorded, not retried
+        ),
+    )
+
+
+def experiment_name(spec: SweepSpec) -> str:
+    """A fresh name per launch: Ray restores runs whose name exists, and a new sweep must not."""
+    return f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _absolute(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)
+
+
+def start_ray(plan: ResourcePlan, quiet: bool = True) -> None:
+    """Joins the cluster of RAY_ADDRESS, or starts a local Ray with the plan's logical CPUs."""
+    if ray.is_initialized():
+        return
+    # Workers' logs (Ray Data plans, checkpoint paths) would bury the live table; failures
+    # reach the table and MLflow through the trial's error instead.
+    kwargs: dict[str, Any] = {"configure_logging": False, "log_to_driver": not quiet}
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(**kwargs)
+    else:
+        ray.init(num_cpus=plan.ray_cpus, **kwargs)

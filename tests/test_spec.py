@@ -1,0 +1,116 @@
+"""Sweep specs: `clipsweep validate` on good and bad input (no Ray), and the shipped spaces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clipsweep.orchestrator.cli import main
+from clipsweep.orchestrator.spec import SpecError, SweepSpec
+from clipsweep.orchestrator.tune import plan_resources
+
+SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+def _spec_doc(corpus, tmp_path) -> dict:
+    return {
+        "name": "unit",
+        "data": {"train": corpus.split_dir("train"), "tokenizer": corpus.tokenizer_dir, "heldout": corpus.split_dir("heldout")},
+        "trial": {"optim": {"epochs": 2, "batch_size": 64}},
+        "search_space": {
+            "objective": {
+                "logit_transform": {"type": "choice", "values": ["identity", "sine"]},
+                "temperature": {"type": "loguniform", "low": 0.03, "high": 0.1},
+            }
+        },
+        "search": {"num_samples": 4},
+        "storage_path": str(tmp_path / "results"),
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlruns.db"},
+    }
+
+
+def _validate(tmp_path, doc_or_text, capsys) -> tuple[int, str]:
+    path = tmp_path / "space.yaml"
+    path.write_text(doc_or_text if isinstance(doc_or_text, str) else yaml.safe_dump(doc_or_text))
+    code = main(["validate", str(path)])
+    captured = capsys.readouterr()
+    return code, " ".join((captured.out + captured.err).split())  # rich wraps long lines
+
+
+def test_a_good_spec_validates(small_corpus, tmp_path, capsys):
+    code, out = _validate(tmp_path, _spec_doc(small_corpus, tmp_path), capsys)
+    assert code == 0, out
+    assert "ok" in out and "4 trials" in out
+
+
+def _set(doc: dict, dotted: str, value) -> dict:
+    node = doc
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return doc
+
+
+BAD = [
+    # (dotted path in the spec to set, value, what the error must say)
+    ("search_space.objective.logit_transfrom", {"type": "choice", "values": ["sine"]}, "unknown knob search_space.objective.logit_transfrom"),
+    ("search_space.objective.logit_transform.values", [], "search_space.objective.logit_transform.values=[]"),
+    ("search_space.objective.logit_transform.values", ["identity", "cosine"], "values[1]='cosine'"),
+    ("search_space.objective.temperature.low", 0.5, "search_space.objective.temperature.low=0.5 is above"),
+    ("search_space.objective.temperature.type", "normal", "type='normal'; allowed: choice, uniform, loguniform, int"),
+    ("search_space.negatives.strength", {"type": "uniform", "low": -1.0, "high": 1.0}, "search_space.negatives.strength.low=-1.0"),
+    ("storage_path", "nosuchfs://bucket/sweeps", "no filesystem for nosuchfs://"),
+    ("mlflow.tracking_uri", "http://127.0.0.1:9", "mlflow.tracking_uri='http://127.0.0.1:9': no MLflow server answers"),
+    ("asha.grace_period", 0, "asha.grace_period=0; allowed: 1 to max_t=2"),
+    ("search.num_samples", "many", "search.num_samples='many'; allowed: an integer"),
+    ("resources.workers_per_trial", 0, "resources.workers_per_trial=0; allowed: >= 1"),
+    ("points_to_evaluate", [{"negatives.weighting": "cluster_all"}], "points_to_evaluate[0]"),
+    ("trial.optim.lr", -1.0, "trial.optim.lr=-1.0"),
+    ("data.train", "/no/such/shards", "/no/such/shards"),
+    ("colour", "red", "unknown field colour"),
+]
+
+
+@pytest.mark.parametrize("dotted, value, message", BAD, ids=[b[0] for b in BAD])
+def test_bad_specs_fail_validation_naming_the_field(small_corpus, tmp_path, capsys, dotted, value, message):
+    code, out = _validate(tmp_path, _set(_spec_doc(small_corpus, tmp_path), dotted, value), capsys)
+    assert code == 2
+    assert message in out
+
+
+def test_malformed_yaml_names_the_line(tmp_path, capsys):
+    text = "name: broken\nsearch_space:\n  objective: {logit_transform: {type: choice, values: [identity, sine}}\n"
+    code, out = _validate(tmp_path, text, capsys)
+    assert code == 2 and "line 3" in out and "malformed YAML" in out
+
+
+@pytest.mark.parametrize("path", sorted(SPACES.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_search_spaces_parse_and_fit_a_cluster(path):
+    spec = SweepSpec.from_yaml(str(path))
+    assert spec.search.num_samples >= 8 and spec.params
+    plan = plan_resources(spec, cluster={"CPU": 64.0, "GPU": 8.0})
+    assert 1 <= plan.max_concurrent <= spec.search.num_samples
+
+
+def test_default_space_covers_every_method_family_and_fits_two_cores():
+    spec = SweepSpec.from_yaml(str(SPACES / "default.yaml"))
+    assert spec.suite.name == "synthetic10"
+    configs = [spec.baseline] + [spec.config_for(p) for p in spec.points_to_evaluate]
+    assert any(c.objective.logit_transform != "identity" for c in configs)  # A
+    assert any(c.negatives.weighting != "none" for c in configs)  # B
+    assert any(c.unimodal.image_weight > 0 or c.batching.mode == "cluster_hard" for c in configs)  # C
+    assert any(c.schedule.kind == "two_stage" for c in configs)  # D
+    plan = plan_resources(spec, cores=2)
+    # Every running trial's driver and worker fit the logical CPUs, with 2 left for Ray Data.
+    assert plan.max_concurrent * plan.cpus_per_trial + 2 <= plan.ray_cpus
+
+
+def test_a_trial_bigger_than_the_cluster_is_refused():
+    spec = SweepSpec.from_yaml(str(SPACES / "default.yaml"))
+    with pytest.raises(ValueError, match="one trial needs 1.5 CPUs"):
+        plan_resources(spec, cluster={"CPU": 3.0})
+    with pytest.raises(SpecError, match="search_space is empty"):
+        SweepSpec.from_dict({"name": "x"})

@@ -1,0 +1,112 @@
+"""A whole sweep on a real local Ray with a real SQLite MLflow store: 4 trials, 2 epochs each.
+
+The trials run one at a time (the test's Ray has 4 logical CPUs, 2 kept for Ray Data, and a
+trial needs 1.5), in the order the searcher hands them out, so ASHA's decisions are fixed:
+  trial 0, the baseline, learns (lr 2e-3) and is first at every rung: completes;
+  trial 1 cannot learn (lr 1e-9): at rung 1 it scores the untrained model, below the
+      baseline's epoch 1, and is stopped early;
+  trial 2 diverges (lr 1e30): NaN loss, the worker raises, the trial fails;
+  trial 3 is Optuna's: it trains after the failure (kept or stopped by ASHA on its score).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from clipsweep import Sweep, SweepResult
+from clipsweep.orchestrator.sweep_cli import ranked_table
+from clipsweep.orchestrator.tracking import OVERRIDES_TAG, PARENT_TAG, REASON_TAG, ROLE_TAG, STATUS_TAG
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(small_corpus, tmp_path_factory) -> tuple[SweepResult, str]:
+    tmp = tmp_path_factory.mktemp("sweep")
+    doc = {
+        "name": "it-sweep",
+        "data": {
+            "train": small_corpus.split_dir("train"),
+            "tokenizer": small_corpus.tokenizer_dir,
+            "heldout": small_corpus.split_dir("heldout"),
+        },
+        "trial": {"optim": {"epochs": 2, "batch_size": 64, "warmup_steps": 1, "lr": 2e-3}},
+        "search_space": {"objective": {"logit_transform": {"type": "choice", "values": ["identity", "sine"]}}},
+        "points_to_evaluate": [{"optim.lr": 1e-9}, {"optim.lr": 1e30}],
+        "search": {"num_samples": 4, "seed": 0, "max_concurrent": 1},
+        "asha": {"grace_period": 1, "reduction_factor": 2},
+        "resources": {"workers_per_trial": 1, "cpus_per_worker": 1, "driver_cpus": 0.5},
+        "storage_path": str(tmp / "results"),
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp}/mlruns.db"},
+    }
+    path = tmp / "space.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return Sweep.from_yaml(str(path)).run(), f"sqlite:///{tmp}/mlruns.db"
+
+
+def _children(client: MlflowClient, result: SweepResult) -> dict[str, object]:
+    parent = client.get_run(result.mlflow_parent_run_id)
+    runs = client.search_runs([parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{result.mlflow_parent_run_id}'")
+    return {run.info.run_name: run for run in runs}
+
+
+def test_one_parent_with_one_child_per_trial(finished_sweep):
+    result, uri = finished_sweep
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("it-sweep")
+    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'sweep'")
+    assert [p.info.run_id for p in parents] == [result.mlflow_parent_run_id]
+    assert parents[0].info.status == "FINISHED" and parents[0].data.tags[STATUS_TAG] == "completed"
+    artifacts = {a.path for a in client.list_artifacts(result.mlflow_parent_run_id)}
+    assert {"sweep.yaml", "search_space.json", "trials.json"} <= artifacts
+    children = _children(client, result)
+    assert sorted(children) == ["trial-00-baseline", "trial-01-point", "trial-02-point", "trial-03-search"]
+
+
+def test_trials_end_as_asha_and_the_worker_decided(finished_sweep):
+    result, uri = finished_sweep
+    children = _children(MlflowClient(tracking_uri=uri), result)
+    status = {name: (run.data.tags[STATUS_TAG], run.info.status) for name, run in children.items()}
+    assert status["trial-00-baseline"] == ("completed", "FINISHED")
+    assert status["trial-01-point"] == ("stopped_early", "FINISHED")
+    assert status["trial-02-point"] == ("failed", "FAILED")
+    # After the failure the sweep went on; whether ASHA keeps Optuna's trial depends on its
+    # epoch-1 score against the median of the baseline's and the untrained model's.
+    assert status["trial-03-search"] in {("completed", "FINISHED"), ("stopped_early", "FINISHED")}
+    assert "FloatingPointError" in children["trial-02-point"].data.tags[REASON_TAG]
+    assert json.loads(children["trial-01-point"].data.tags[OVERRIDES_TAG]) == {"optim.lr": 1e-9}
+    assert json.loads(children["trial-00-baseline"].data.tags[OVERRIDES_TAG]) == {}
+    assert children["trial-02-point"].data.params["optim.lr"] == "1e+30"
+
+
+def test_every_epoch_is_a_metric_step_with_benchmarks(finished_sweep):
+    result, uri = finished_sweep
+    client = MlflowClient(tracking_uri=uri)
+    for name, run in _children(client, result).items():
+        if run.data.tags[STATUS_TAG] == "failed":
+            continue
+        history = client.get_metric_history(run.info.run_id, "loss/total")
+        epochs = int(run.data.tags["clipsweep.epochs_run"])
+        assert sorted(m.step for m in history) == list(range(1, epochs + 1)), name
+        for key in ("bench/mean_primary", "bench/colour/primary", "bench/retrieval_long/i2t_R_at_1", "score"):
+            assert 0.0 <= run.data.metrics[key] <= 1.0, (name, key)
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["checkpoint"]  # the best epoch's
+
+
+def test_sweep_result_trials_match_the_child_runs(finished_sweep):
+    result, uri = finished_sweep
+    children = _children(MlflowClient(tracking_uri=uri), result)
+    frame = result.trials()
+    assert sorted(frame["run_id"]) == sorted(run.info.run_id for run in children.values())
+    for row in frame.itertuples():
+        assert row.status == children[row.name].data.tags[STATUS_TAG]
+    reopened = SweepResult.load(result.path.rsplit("/", 1)[0])  # the storage path: newest sweep in it
+    assert reopened == result
+    best = result.best_config()
+    assert best.optim.lr == 2e-3  # a completed trial, not the one that could not learn
+    ranked = ranked_table(result)
+    assert ranked.row_count == 4
