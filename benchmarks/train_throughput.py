@@ -13,12 +13,11 @@ fixed costs from what clipsweep's loop and data pipeline add.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import tempfile
-import time
 
-import pyarrow.parquet as pq
 import ray
 import ray.train
 import torch
@@ -29,35 +28,14 @@ from rich.table import Table
 
 from clipsweep.orchestrator.trial import TrialData, ensure_ray, epoch_history, run_trial
 from clipsweep.trainers.config import TrialConfig
-from clipsweep.trainers.data.loading import Preprocess, to_torch
-from clipsweep.trainers.data.shards import resolve_shards
-from clipsweep.trainers.models.dual_encoder import DualEncoder
-from clipsweep.trainers.objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
+import plain
+from plain import in_memory, plain_epochs
 
 
 def plain_loop(cfg: TrialConfig, data: TrialData, epochs: int) -> float:
-    """Samples/s of single-process training over pre-decoded batches (median epoch after the first)."""
-    table = pq.read_table(resolve_shards(data.train), columns=["id", "image", "caption", "captions", "label"])
-    batch = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
-    tensors = to_torch(Preprocess(data.tokenizer_dir, image_size=cfg.model.image_size)(batch))
-    torch.manual_seed(0)
-    model = DualEncoder(cfg.model, cfg.objective)
-    objective = ContrastiveObjective(cfg, cfg.model.embed_dim, group=WorkerGroup())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr)
-    b = cfg.optim.batch_size
-    rates = []
-    for _ in range(epochs):
-        start, steps = time.perf_counter(), 0
-        for i in range(0, len(tensors["id"]) - b + 1, b):
-            u, v = model(tensors["image"][i : i + b], tensors["input_ids"][i : i + b], tensors["attention_mask"][i : i + b])
-            loss = objective(ObjectiveInputs(u, v), model.logit_scale, {"clip": 1.0})["total"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
-            model.clamp_logit_scale()
-            steps += 1
-        rates.append(steps * b / (time.perf_counter() - start))
+    """Samples/s of the plain loop over pre-decoded batches (median epoch after the first)."""
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, epochs=epochs))
+    rates = [e["samples_per_s"] for e in plain_epochs(cfg, data, in_memory(cfg, data))]
     return statistics.median(rates[1:] or rates)
 
 
@@ -89,6 +67,7 @@ def main() -> None:
         plain = plain_loop(cfg, data, args.epochs)
         rows = [("plain PyTorch loop, data in memory", cores, plain)]
         ensure_ray(1, cores)
+        ray.cloudpickle.register_pickle_by_value(plain)  # Ray's workers cannot import this folder's modules
         # The same plain loop as a Ray task: what Ray's own processes (raylet, GCS, dashboard)
         # and a worker's niceness cost before any Train or Data machinery runs.
         in_task = ray.remote(num_cpus=cores)(_plain_in_task).remote(cfg, data, args.epochs, cores)

@@ -91,7 +91,7 @@ def test_malformed_yaml_names_the_line(tmp_path, capsys):
 def test_shipped_search_spaces_parse_and_fit_a_cluster(path):
     spec = SweepSpec.from_yaml(str(path))
     assert spec.search.num_samples >= 8 and spec.params
-    plan = plan_resources(spec, cluster={"CPU": 64.0, "GPU": 8.0})
+    plan = plan_resources(spec, cluster={"CPU": 256.0, "GPU": 16.0})  # e.g. 2 nodes of 8 GPUs
     assert 1 <= plan.max_concurrent <= spec.search.num_samples
 
 
