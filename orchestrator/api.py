@@ -128,6 +128,10 @@ class SweepResult:
     def _client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri)
 
+    def status(self) -> str:
+        """How the sweep ended: `completed`, or `killed` (Ctrl-C, SIGTERM, a crash of Tune)."""
+        return self._client().get_run(self.mlflow_parent_run_id).data.tags.get(STATUS_TAG, "unknown")
+
     def trials(self) -> pd.DataFrame:
         """One row per trial (MLflow child run): name, role, status, score, epochs, searched fields,
         and the last value of every `bench/...` metric."""

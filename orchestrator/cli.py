@@ -54,8 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # soft_wrap: a path in the message must stay on one line, copyable.
         Console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(e))}", soft_wrap=True)
         return 2
-    except KeyboardInterrupt:  # a second Ctrl-C: the sweep's MLflow runs were already closed as KILLED
-        Console(stderr=True).print("[bold red]interrupted[/bold red]")
+    except KeyboardInterrupt:  # the sweep's open MLflow runs were closed as KILLED on the way out
+        Console(stderr=True).print("[bold red]interrupted[/bold red]: open MLflow runs were closed as KILLED")
         return 130
     except ray.train.TrainingFailedError as e:  # a worker raised: Ray's summary names rank and traceback
         Console(stderr=True).print(f"[bold red]trial failed:[/bold red] {escape(str(e))}", soft_wrap=True)

@@ -74,6 +74,9 @@ def run_command(args: argparse.Namespace, console: Console) -> None:
     console.print(f"[bold]{spec.name}[/bold] ({spec.source}): {sweep.plan().describe(spec)}")
     console.print(f"searching {', '.join(p.field for p in spec.params)}; ASHA on {spec.suite.name}/{spec.suite.tier}")
     progress = SweepProgress(spec, console)
+    # Tune's new console output prints its own experiment box even at verbose=0; the live
+    # table is this command's progress. (Ray reads this variable when the sweep starts.)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     try:
         result = sweep.run(callbacks=[progress])
     finally:
@@ -82,6 +85,8 @@ def run_command(args: argparse.Namespace, console: Console) -> None:
     console.print(f"MLflow parent run {result.mlflow_parent_run_id}; open the records with:")
     console.print(f"  mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
     console.print(f"reopen in Python: SweepResult.load({result.path!r})", soft_wrap=True)
+    if result.status() == "killed":
+        raise KeyboardInterrupt  # the CLI's exit status says the sweep did not finish
 
 
 def ranked_table(result: SweepResult) -> Table:

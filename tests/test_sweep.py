@@ -12,6 +12,10 @@ trial needs 1.5), in the order the searcher hands them out, so ASHA's decisions 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 
 import pytest
 import yaml
@@ -60,7 +64,7 @@ def test_one_parent_with_one_child_per_trial(finished_sweep):
     experiment = client.get_experiment_by_name("it-sweep")
     parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'sweep'")
     assert [p.info.run_id for p in parents] == [result.mlflow_parent_run_id]
-    assert parents[0].info.status == "FINISHED" and parents[0].data.tags[STATUS_TAG] == "completed"
+    assert parents[0].info.status == "FINISHED" and result.status() == "completed"
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_parent_run_id)}
     assert {"sweep.yaml", "search_space.json", "trials.json"} <= artifacts
     children = _children(client, result)
@@ -110,3 +114,40 @@ def test_sweep_result_trials_match_the_child_runs(finished_sweep):
     assert best.optim.lr == 2e-3  # a completed trial, not the one that could not learn
     ranked = ranked_table(result)
     assert ranked.row_count == 4
+
+
+def test_ctrl_c_stops_the_sweep_and_closes_its_runs_as_killed(small_corpus, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    doc = {
+        "name": "it-interrupt",
+        "data": {"train": small_corpus.split_dir("train"), "tokenizer": small_corpus.tokenizer_dir, "heldout": small_corpus.split_dir("heldout")},
+        "trial": {"optim": {"epochs": 3, "batch_size": 64}},
+        "search_space": {"objective": {"logit_transform": {"type": "choice", "values": ["identity", "sine"]}}},
+        "search": {"num_samples": 3, "max_concurrent": 1},
+        "storage_path": str(tmp_path / "results"),
+        "mlflow": {"tracking_uri": uri},
+    }
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    client = MlflowClient(tracking_uri=uri)
+
+    def interrupt_once_a_trial_reports() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            experiment = client.get_experiment_by_name("it-interrupt") if os.path.exists(tmp_path / "mlruns.db") else None
+            runs = client.search_runs([experiment.experiment_id], filter_string="metrics.score >= 0") if experiment else []
+            if runs:
+                os.kill(os.getpid(), signal.SIGINT)  # as a person's Ctrl-C: Tune's handler stops the sweep
+                return
+            time.sleep(1)
+
+    watcher = threading.Thread(target=interrupt_once_a_trial_reports, daemon=True)
+    watcher.start()
+    result = Sweep.from_yaml(str(path)).run()
+    watcher.join()
+    parent = client.get_run(result.mlflow_parent_run_id)
+    assert parent.info.status == "KILLED" and result.status() == "killed"
+    children = _children(client, result)
+    assert children and all(run.info.status != "RUNNING" for run in children.values())
+    assert "killed" in {run.data.tags[STATUS_TAG] for run in children.values()}
+    assert len(children) < 3  # the sweep stopped before handing out every trial
