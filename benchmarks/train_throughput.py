@@ -64,8 +64,8 @@ def main() -> None:
         corpus = TrialData.synthetic(n=args.n, cache_dir=cache)
         data = TrialData(corpus.train, corpus.tokenizer_dir, None, corpus.n_train, corpus.n_classes)  # no evaluation
         torch.set_num_threads(cores)
-        plain = plain_loop(cfg, data, args.epochs)
-        rows = [("plain PyTorch loop, data in memory", cores, plain)]
+        baseline = plain_loop(cfg, data, args.epochs)
+        rows = [("plain PyTorch loop, data in memory", cores, baseline)]
         ensure_ray(1, cores)
         ray.cloudpickle.register_pickle_by_value(plain)  # Ray's workers cannot import this folder's modules
         # The same plain loop as a Ray task: what Ray's own processes (raylet, GCS, dashboard)
@@ -89,7 +89,7 @@ def main() -> None:
     for column in ("loop", "cores", "samples/s", "vs plain"):
         table.add_column(column, justify="left" if column == "loop" else "right")
     for name, c, rate in rows:
-        table.add_row(name, str(c), f"{rate:,.0f}", f"{rate / plain:.2f}x")
+        table.add_row(name, str(c), f"{rate:,.0f}", f"{rate / baseline:.2f}x")
     Console(width=140).print(table)
 
 
