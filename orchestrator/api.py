@@ -4,6 +4,8 @@
     >>> result = Sweep.from_yaml("search_spaces/default.yaml").run()   # doctest: +SKIP
     >>> result.trials()[["name", "status", "score"]]                   # doctest: +SKIP
     >>> result.best_config().objective.logit_transform                 # doctest: +SKIP
+    >>> result.leaderboard()[["variant", "aggregate", "mean_rank"]]      # doctest: +SKIP
+    >>> result.plot_leaderboard("leaderboard.png")                     # doctest: +SKIP
     >>> SweepResult.load("clipsweep_results")                          # doctest: +SKIP
 """
 
@@ -12,22 +14,32 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import pyarrow.fs
 import ray
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray import tune
+from rich.console import Console
 
 from clipsweep.trainers.config import TrialConfig
+from clipsweep.trainers.evaluation.synthetic10 import flatten
 
+from .finalists import choose_finalists, evaluate_finalists
+from .leaderboard import ARTIFACT_DIR, Leaderboard, Scores, load_scores, log_to_runs, rank_scores, save_scores
+from .plots import save_plot, variant_labels
 from .preflight import check_sweep
+from .report import write_reports
 from .spec import SweepSpec
 from .tracking import OVERRIDES_TAG, PARENT_TAG, REASON_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG, MlflowTracker
+from .trial import TrialData
 from .tune import SCORE, ResourcePlan, build_tuner, experiment_name, plan_resources, start_ray
 
+PATH_TAG = "clipsweep.path"  # on the parent run: the Tune experiment folder
 RECORD_FILE = "clipsweep_sweep.json"  # in the Tune experiment folder: how to find the sweep again
 
 
@@ -51,12 +63,16 @@ class Sweep:
         cluster = ray.cluster_resources() if ray.is_initialized() else None
         return plan_resources(self.spec, cluster)
 
-    def run(self, callbacks: list[tune.Callback] | None = None, quiet: bool = True) -> SweepResult:
-        """Checks everything, starts or joins Ray, runs the trials, and records them in MLflow.
+    def run(
+        self, callbacks: list[tune.Callback] | None = None, quiet: bool = True, console: Console | None = None
+    ) -> SweepResult:
+        """Checks everything, starts or joins Ray, runs the trials, records them in MLflow, and
+        builds the leaderboard (finalists re-scored on the full tier, ranked with intervals).
 
         Args:
             callbacks: extra Tune callbacks (the CLI's live table is one).
             quiet: keep Ray workers' logs off this console.
+            console: where to print the finalists' progress (nowhere when None).
 
         Raises:
             SpecError, ValueError, DataFormatError: bad input, before Ray starts.
@@ -79,6 +95,9 @@ class Sweep:
         tracker.finish([_summary(r) for r in grid], interrupted=bool(tracker.open))
         result = SweepResult(_absolute_sqlite(spec.tracking_uri), tracker.parent_id, experiment, grid.experiment_path)
         _write_record(result)
+        tracker.client.set_tag(tracker.parent_id, PATH_TAG, result.path)
+        if result.status() == "completed":  # after Ctrl-C: `clipsweep leaderboard` builds it later
+            result.build_leaderboard(console, data)
         return result
 
 
@@ -125,6 +144,22 @@ class SweepResult:
             doc = json.loads(f.readall())
         return cls(doc["tracking_uri"], doc["mlflow_parent_run_id"], doc["experiment"], doc["path"])
 
+    @classmethod
+    def from_run(cls, tracking_uri: str, parent_run_id: str) -> SweepResult:
+        """Reopens a sweep from its MLflow parent run.
+
+        Raises:
+            ValueError: no such run in that store, or a run that is not a sweep's parent.
+        """
+        uri = _absolute_sqlite(tracking_uri)
+        try:
+            run = MlflowClient(tracking_uri=uri).get_run(parent_run_id)
+        except MlflowException:
+            raise ValueError(f"{parent_run_id!r}: neither a path nor an MLflow run in {uri}") from None
+        if run.data.tags.get(ROLE_TAG) != "sweep":
+            raise ValueError(f"MLflow run {parent_run_id} is not a clipsweep sweep's parent run")
+        return cls(uri, parent_run_id, run.info.run_name, run.data.tags.get(PATH_TAG, ""))
+
     def _client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri)
 
@@ -154,6 +189,71 @@ class SweepResult:
         frame = pd.DataFrame(rows)
         return frame.sort_values("name").reset_index(drop=True) if len(frame) else frame
 
+    def spec(self) -> SweepSpec:
+        """The sweep's spec, as logged on its parent run."""
+        return SweepSpec.from_yaml(self._client().download_artifacts(self.mlflow_parent_run_id, "sweep.yaml"))
+
+    def build_leaderboard(self, console: Console | None = None, data: TrialData | None = None) -> Leaderboard:
+        """Re-scores the finalists on the full tier (Ray tasks), ranks them, and publishes the
+        tables and pictures (parent run artifacts `leaderboard/`, and `<path>/leaderboard/`)."""
+        client, spec = self._client(), self.spec()
+        data = data or check_sweep(spec)
+        selection = choose_finalists(self.trials(), spec.leaderboard.finalists)
+        if not ray.is_initialized():
+            start_ray(plan_resources(spec))
+        say = console.print if console is not None else (lambda *_: None)
+        say(f"re-scoring {len(selection.finalists)} finalists on the {spec.suite.name} full tier")
+        done = lambda f, metrics: say(f"  {f.name}: full-tier mean primary {flatten(metrics)['bench/mean_primary']:.3f}")  # noqa: E731
+        scores = evaluate_finalists(client, spec, data, selection.finalists, done)
+        save_scores(client, self.mlflow_parent_run_id, selection, scores)
+        return self._publish(rank_scores(selection, scores, spec.leaderboard), scores)
+
+    def leaderboard(self) -> pd.DataFrame:
+        """One row per ranked variant (best first): each benchmark's metric with its interval,
+        difference to the reference with its interval, Holm-corrected p-value and significance,
+        the aggregate with its interval, and the mean rank. `.attrs["notes"]` says how to read it.
+
+        Ranks the stored finalists' scores again (the same numbers as `leaderboard.csv`); builds
+        the leaderboard first if the sweep has none.
+        """
+        return self.ranked().frame()
+
+    def plot_leaderboard(self, path: str) -> str:
+        """Writes the heatmap and the forest plot side by side to `path` (PNG); returns the path."""
+        board = self.ranked()
+        s = board.settings
+        save_plot(path, board.ranking, variant_labels(board.ranking, board.knobs()), s.alpha, s.level)
+        return path
+
+    def ranked(self) -> Leaderboard:
+        """The leaderboard as an object (ranking, finalists, settings), from the stored scores;
+        built first if the sweep has none."""
+        stored = load_scores(self._client(), self.mlflow_parent_run_id)
+        if stored is None:
+            return self.build_leaderboard()
+        selection, scores = stored
+        return rank_scores(selection, scores, self.spec().leaderboard)
+
+    def publish_leaderboard(self) -> Leaderboard:
+        """Ranks the stored scores again and rewrites the tables, pictures and run metrics."""
+        stored = load_scores(self._client(), self.mlflow_parent_run_id)
+        if stored is None:
+            return self.build_leaderboard()
+        selection, scores = stored
+        return self._publish(rank_scores(selection, scores, self.spec().leaderboard), scores)
+
+    def _publish(self, board: Leaderboard, scores: Scores) -> Leaderboard:
+        client = self._client()
+        with tempfile.TemporaryDirectory() as directory:
+            write_reports(board, directory)
+            client.log_artifacts(self.mlflow_parent_run_id, directory, ARTIFACT_DIR)
+            if self.path:  # a sweep reopened from its MLflow run alone may not know its folder
+                fs, root = _filesystem(self.path)
+                fs.create_dir(f"{root}/{ARTIFACT_DIR}", recursive=True)
+                pyarrow.fs.copy_files(directory, f"{root}/{ARTIFACT_DIR}", destination_filesystem=fs)
+        log_to_runs(client, board, scores)
+        return board
+
     def best_config(self) -> TrialConfig:
         """The config of the best-scoring trial that trained all its epochs (else of any trial)."""
         frame = self.trials()
@@ -162,8 +262,7 @@ class SweepResult:
             raise ValueError(f"sweep {self.experiment}: no trial reported a score")
         finished = scored[scored["status"] == "completed"]
         best = (finished if len(finished) else scored).sort_values("score", ascending=False).iloc[0]
-        spec = SweepSpec.from_yaml(self._client().download_artifacts(self.mlflow_parent_run_id, "sweep.yaml"))
-        return spec.config_for(best["overrides"])
+        return self.spec().config_for(best["overrides"])
 
 
 def _filesystem(path: str) -> tuple[pyarrow.fs.FileSystem, str]:

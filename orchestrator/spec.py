@@ -31,6 +31,8 @@ import yaml
 
 from clipsweep.trainers.config import TrialConfig
 
+from .ranking import BootstrapSettings
+
 ParamType = Literal["choice", "uniform", "loguniform", "int"]
 PARAM_TYPES: tuple[str, ...] = ("choice", "uniform", "loguniform", "int")
 SUITES = ("synthetic10", "paper10")
@@ -105,6 +107,22 @@ class Suite:
 
 
 @dataclass(frozen=True)
+class LeaderboardSettings:
+    """After the search: the top `finalists` trials by cheap-tier score plus the baseline are
+    re-evaluated on the full tier and ranked with a paired bootstrap (see `ranking.py`)."""
+
+    finalists: int = 3
+    resamples: int = 1000
+    seed: int = 0
+    level: float = 0.95  # interval coverage
+    alpha: float = 0.05  # Holm-corrected significance level per variant
+
+    @property
+    def bootstrap(self) -> BootstrapSettings:
+        return BootstrapSettings(self.resamples, self.seed, self.level, self.alpha)
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A whole sweep, as `clipsweep run SPACE.yaml` reads it.
 
@@ -124,6 +142,7 @@ class SweepSpec:
     search: SearchSettings = field(default_factory=SearchSettings)
     asha: AshaSettings = field(default_factory=AshaSettings)
     resources: Resources = field(default_factory=Resources)
+    leaderboard: LeaderboardSettings = field(default_factory=LeaderboardSettings)
     storage_path: str = "./clipsweep_results"
     tracking_uri: str = "sqlite:///mlruns.db"
     source: str = "<dict>"  # where the spec came from, for messages
@@ -191,6 +210,7 @@ class SweepSpec:
             search=_section(SearchSettings, doc.get("search"), "search", source),
             asha=_section(AshaSettings, doc.get("asha"), "asha", source),
             resources=_section(Resources, doc.get("resources"), "resources", source),
+            leaderboard=_section(LeaderboardSettings, doc.get("leaderboard"), "leaderboard", source),
             storage_path=_typed(doc.get("storage_path", "./clipsweep_results"), str, "storage_path", source),
             tracking_uri=_typed(mlflow.get("tracking_uri", "sqlite:///mlruns.db"), str, "mlflow.tracking_uri", source),
             source=source,
@@ -212,6 +232,7 @@ class SweepSpec:
             "search": dataclasses.asdict(self.search),
             "asha": dataclasses.asdict(self.asha),
             "resources": dataclasses.asdict(self.resources),
+            "leaderboard": dataclasses.asdict(self.leaderboard),
             "storage_path": self.storage_path,
             "mlflow": {"tracking_uri": self.tracking_uri},
         }
@@ -235,7 +256,7 @@ def _plain(value: Any) -> Any:
 
 _TOP_KEYS = (
     "name", "data", "suite", "trial", "search_space", "points_to_evaluate",
-    "search", "asha", "resources", "storage_path", "mlflow",
+    "search", "asha", "resources", "leaderboard", "storage_path", "mlflow",
 )  # fmt: skip
 
 
@@ -428,6 +449,14 @@ def _check_spec(spec: SweepSpec) -> None:
     for name in ("cpus_per_worker", "driver_cpus", "gpus_per_worker"):
         if getattr(r, name) < 0:
             raise SpecError(f"{s}: resources.{name}={getattr(r, name)}; allowed: >= 0")
+    board = spec.leaderboard
+    if board.finalists < 1:
+        raise SpecError(f"{s}: leaderboard.finalists={board.finalists}; allowed: >= 1 (the baseline is added to them)")
+    if board.resamples < 100:
+        raise SpecError(f"{s}: leaderboard.resamples={board.resamples}; allowed: >= 100 (percentile intervals need them)")
+    for name in ("level", "alpha"):
+        if not 0 < getattr(board, name) < 1:
+            raise SpecError(f"{s}: leaderboard.{name}={getattr(board, name)}; allowed: strictly between 0 and 1")
     fields_known = spec.baseline.flat()
     for i, point in enumerate(spec.points_to_evaluate):
         if not isinstance(point, dict):

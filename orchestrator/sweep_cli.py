@@ -1,8 +1,9 @@
-"""`clipsweep run [SPACE.yaml]` and `clipsweep validate SPACE.yaml`: the sweep from the shell.
+"""`clipsweep run [SPACE.yaml]`, `clipsweep validate SPACE.yaml`, `clipsweep leaderboard SWEEP`.
 
 `run` prints the plan, shows a live table of trials while Tune works, and ends with the trials
-ranked by score and the `mlflow ui` command that opens the records. `validate` does every
-check `run` does before Ray starts, and nothing else.
+ranked by cheap-tier score, the leaderboard (finalists on the full tier, with intervals) and the
+`mlflow ui` command that opens the records. `validate` does every check `run` does before Ray
+starts, and nothing else. `leaderboard` rebuilds a finished sweep's leaderboard without training.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from .api import Sweep, SweepResult
+from .leaderboard import ARTIFACT_DIR
 from .preflight import check_sweep
 from .progress import SweepProgress, describe_overrides
+from .report import console_table
 from .spec import SweepSpec
 
 # The demo space lives in the repository (next to `orchestrator/`); from another working
@@ -36,6 +39,13 @@ def add_sweep_commands(subparsers: argparse._SubParsersAction) -> None:
     validate = subparsers.add_parser("validate", help="check a sweep spec (and its data, storage, MLflow) without running it")
     validate.add_argument("space", help="sweep spec YAML")
     validate.set_defaults(func=validate_command)
+    board = subparsers.add_parser(
+        "leaderboard", help="rank a finished sweep's variants again (tables, pictures, MLflow) without retraining"
+    )
+    board.add_argument("sweep", help="the sweep's storage path or experiment folder, or its MLflow parent run id")
+    board.add_argument("--tracking-uri", default="sqlite:///mlruns.db", help="MLflow store of a parent run id (default sqlite:///mlruns.db)")
+    board.add_argument("--rescore", action="store_true", help="evaluate the finalists again instead of ranking the stored scores")
+    board.set_defaults(func=leaderboard_command)
 
 
 def default_space() -> str:
@@ -78,15 +88,36 @@ def run_command(args: argparse.Namespace, console: Console) -> None:
     # table is this command's progress. (Ray reads this variable when the sweep starts.)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     try:
-        result = sweep.run(callbacks=[progress])
+        result = sweep.run(callbacks=[progress], console=console)
     finally:
         progress.stop()
     console.print(ranked_table(result))
+    if result.status() == "completed":
+        print_leaderboard(result, console)
     console.print(f"MLflow parent run {result.mlflow_parent_run_id}; open the records with:")
     console.print(f"  mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
     console.print(f"reopen in Python: SweepResult.load({result.path!r})", soft_wrap=True)
     if result.status() == "killed":
         raise KeyboardInterrupt  # the CLI's exit status says the sweep did not finish
+
+
+def leaderboard_command(args: argparse.Namespace, console: Console) -> None:
+    if os.path.exists(args.sweep) or "://" in args.sweep:
+        result = SweepResult.load(args.sweep)
+    else:
+        result = SweepResult.from_run(args.tracking_uri, args.sweep)
+    if args.rescore:
+        result.build_leaderboard(console)
+    else:
+        result.publish_leaderboard()
+    print_leaderboard(result, console)
+
+
+def print_leaderboard(result: SweepResult, console: Console) -> None:
+    """The console leaderboard and where its files are."""
+    console.print(console_table(result.ranked()))
+    where = f"{result.path}/{ARTIFACT_DIR}" if result.path else "(no local copy)"
+    console.print(f"leaderboard files: {where} (CSV, Markdown, HTML, 2 PNGs), also on MLflow run {result.mlflow_parent_run_id}", soft_wrap=True)
 
 
 def ranked_table(result: SweepResult) -> Table:

@@ -19,7 +19,7 @@ import optuna
 import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
@@ -199,6 +199,19 @@ class ScoreReport(TuneReportCallback):
         super().after_report(run_context, [first, *metrics[1:]], checkpoint)
 
 
+class SparingBaselineAsha(ASHAScheduler):
+    """ASHA that never stops the baseline early: it is the reference every leaderboard entry is
+    normalised against, so it trains all its epochs. Its results still fill the rungs that the
+    other trials are compared at."""
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        at_end = result.get(self._time_attr, 0) >= self._max_t
+        if trial.config.get("role") == "baseline" and not at_end:
+            return TrialScheduler.CONTINUE
+        return decision
+
+
 def train_trial(config: dict[str, Any], spec: SweepSpec, data: TrialData, train_storage: str) -> None:
     """The Tune function trainable: one Ray Train run of the trial's config."""
     cfg = spec.config_for(overrides_of(config))
@@ -227,7 +240,7 @@ def build_tuner(
         mode="max",
         seed=spec.search.seed,
     )
-    scheduler = ASHAScheduler(
+    scheduler = SparingBaselineAsha(
         time_attr=FINAL_STAGE_EPOCH,
         metric=FINAL_STAGE_SCORE,
         mode="max",

@@ -17,11 +17,14 @@ import signal
 import threading
 import time
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from clipsweep import Sweep, SweepResult
+from clipsweep.orchestrator.cli import main
 from clipsweep.orchestrator.sweep_cli import ranked_table
 from clipsweep.orchestrator.tracking import OVERRIDES_TAG, PARENT_TAG, REASON_TAG, ROLE_TAG, STATUS_TAG
 
@@ -151,3 +154,40 @@ def test_ctrl_c_stops_the_sweep_and_closes_its_runs_as_killed(small_corpus, tmp_
     assert children and all(run.info.status != "RUNNING" for run in children.values())
     assert "killed" in {run.data.tags[STATUS_TAG] for run in children.values()}
     assert len(children) < 3  # the sweep stopped before handing out every trial
+
+
+def test_the_sweep_ends_with_a_leaderboard_in_mlflow_and_on_disk(finished_sweep):
+    result, uri = finished_sweep
+    client = MlflowClient(tracking_uri=uri)
+    files = {"leaderboard.csv", "leaderboard.md", "leaderboard.html", "leaderboard_heatmap.png", "leaderboard_forest.png"}
+    logged = {a.path.split("/", 1)[1] for a in client.list_artifacts(result.mlflow_parent_run_id, "leaderboard")}
+    assert files | {"scores.npz", "finalists.json"} <= logged
+    assert files <= set(os.listdir(os.path.join(result.path, "leaderboard")))
+    with open(os.path.join(result.path, "leaderboard", "leaderboard_heatmap.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    frame = result.leaderboard()
+    # The finalists: the baseline (the reference) and the completed trials; never the failed one.
+    assert frame.loc[frame["reference"], "variant"].tolist() == ["trial-00-baseline"]
+    assert "trial-02-point" not in set(frame["variant"])
+    assert frame.loc[frame["reference"], "aggregate"].tolist() == [1.0]
+    for bench in ("shape", "colour_shape", "retrieval_long"):
+        assert ((frame[f"{bench}_lo"] <= frame[bench]) & (frame[bench] <= frame[f"{bench}_hi"])).all()
+    csv = pd.read_csv(os.path.join(result.path, "leaderboard", "leaderboard.csv"))
+    numeric = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    assert list(csv["variant"]) == list(frame["variant"])
+    np.testing.assert_allclose(csv[numeric].to_numpy(float), frame[numeric].to_numpy(float), rtol=1e-12, equal_nan=True)
+    baseline_run = _children(client, result)["trial-00-baseline"]
+    assert baseline_run.data.metrics["leaderboard/aggregate"] == 1.0
+    assert 0.0 <= baseline_run.data.metrics["full/mean_primary"] <= 1.0
+
+
+def test_leaderboard_command_rebuilds_from_the_parent_run(finished_sweep, tmp_path, monkeypatch, capsys):
+    result, uri = finished_sweep
+    monkeypatch.chdir(tmp_path)  # the parent run id alone: no experiment folder given
+    before = result.leaderboard()
+    assert main(["leaderboard", result.mlflow_parent_run_id, "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out
+    assert "Leaderboard" in out and "trial-00-baseline" in out and "Holm" in out
+    pd.testing.assert_frame_equal(result.leaderboard(), before)  # stored scores ranked again: same numbers
+    assert main(["leaderboard", "0123456789abcdef0123456789abcdef", "--tracking-uri", uri]) == 2
+    assert "neither a path nor an MLflow run" in capsys.readouterr().err

@@ -31,14 +31,13 @@ from .config import TrialConfig
 from .data.loading import Preprocess, torch_batches
 from .data.shards import resolve_shards
 from .data.tokenizer import load_tokenizer
+from .evaluation.finalist import CHECKPOINT_FILE
 from .evaluation.metrics import top_k_scores
 from .evaluation.synthetic10 import evaluate_synthetic10, flatten, load_eval_set
 from .models.dual_encoder import DualEncoder
 from .objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 from .objectives.clusters import cluster_hard_order, kmeans
 from .schedules import Stage, param_groups, stage_plan
-
-CHECKPOINT_FILE = "trial.pt"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ product with faiss. Each metric also comes per item (0/1), which is what the boo
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
@@ -117,3 +118,47 @@ def bootstrap_ci(
     values = np.array([statistic(rng.integers(0, n_items, n_items)) for _ in range(n_resamples)])
     tail = (1 - level) / 2 * 100
     return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
+@dataclass(frozen=True)
+class ItemScores:
+    """A primary metric kept per evaluation item, so that a bootstrap can resample the items.
+
+    metric = mean over parts p of (sum_i hits[i, p]) / (sum_i counts[i, p]). One part is plain
+    accuracy; one part per class is mean per-class recall; two parts (image->text per image,
+    text->image summed over the image's captions) are the mean R@1 of retrieval. Parts that no
+    item counts towards (a class absent from a resample) are left out of the mean.
+    """
+
+    hits: np.ndarray  # (N, P)
+    counts: np.ndarray  # (N, P)
+
+    @classmethod
+    def accuracy(cls, correct: np.ndarray) -> ItemScores:
+        correct = np.asarray(correct, dtype=np.float32)[:, None]
+        return cls(correct, np.ones_like(correct))
+
+    @classmethod
+    def class_recall(cls, correct: np.ndarray, labels: np.ndarray) -> ItemScores:
+        """Mean per-class recall (balanced accuracy) over the classes present in `labels`."""
+        classes, column = np.unique(labels, return_inverse=True)
+        counts = np.zeros((len(labels), len(classes)), dtype=np.float32)
+        counts[np.arange(len(labels)), column] = 1
+        return cls(counts * np.asarray(correct, dtype=np.float32)[:, None], counts)
+
+    @classmethod
+    def retrieval(cls, i2t_hit: np.ndarray, t2i_hit: np.ndarray, text_image: np.ndarray) -> ItemScores:
+        """Mean of image->text and text->image R@1, per image (its captions travel with it)."""
+        n = len(i2t_hit)
+        t2i_hits = np.bincount(text_image, weights=t2i_hit, minlength=n)
+        captions = np.bincount(text_image, minlength=n)
+        return cls(
+            np.stack([i2t_hit, t2i_hits], axis=1).astype(np.float32),
+            np.stack([np.ones(n), captions], axis=1).astype(np.float32),
+        )
+
+    def value(self) -> float:
+        """The metric on all items (what the suite reports)."""
+        hits, counts = self.hits.sum(0, dtype=np.float64), self.counts.sum(0, dtype=np.float64)
+        present = counts > 0
+        return float(np.mean(hits[present] / counts[present]))

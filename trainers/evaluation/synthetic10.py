@@ -20,7 +20,7 @@ from ..data.scenes import ATTRIBUTES, LABEL_NAMES, N_LONG_CAPTIONS
 from ..data.shards import resolve_shards
 from ..data.tokenizer import load_tokenizer
 from ..data.transforms import normalize
-from .metrics import class_embeddings, image_retrieval_r1, knn_accuracy, retrieval, zero_shot
+from .metrics import ItemScores, class_embeddings, image_retrieval_r1, knn_accuracy, retrieval, zero_shot
 
 CHEAP_SIZE = 256
 _POSITION_TEXT = ("on the left", "on the right", "at the top", "at the bottom", "in the center")
@@ -117,18 +117,32 @@ def evaluate_synthetic10(
 
     The images are embedded once and shared by all tasks.
     """
+    return score_synthetic10(model, eval_set, tokenizer_dir, max_length, device, batch_size)[0]
+
+
+def score_synthetic10(
+    model: torch.nn.Module,
+    eval_set: EvalSet,
+    tokenizer_dir: str,
+    max_length: int = 32,
+    device: torch.device | str = "cpu",
+    batch_size: int = 512,
+) -> tuple[dict[str, dict[str, float]], dict[str, ItemScores]]:
+    """`evaluate_synthetic10`'s metrics plus each task's primary metric per item (for the bootstrap)."""
     was_training = model.training
     model.eval()
     device = torch.device(device)
     image = _encode_images(model, eval_set.images, device, batch_size)
     encode = lambda texts: _encode_texts(model, texts, tokenizer_dir, max_length, device, batch_size)  # noqa: E731
     results: dict[str, dict[str, float]] = {}
+    items: dict[str, ItemScores] = {}
     for task in ZERO_SHOT_TASKS:
         prompts = [template.format(c) for c in task.class_texts for template in task.templates]
         classes = class_embeddings(encode(prompts).reshape(len(task.class_texts), len(task.templates), -1))
         labels = eval_set.classes[task.attribute]
         metrics = zero_shot(image, classes, labels)
         results[task.name] = {"primary": metrics["acc1"], **{k: metrics[k] for k in ("acc1", "acc5", "mean_per_class_recall")}}
+        items[task.name] = ItemScores.accuracy(metrics["correct1"])
         if task.attribute == "label":  # paper D's image-side metrics, where labels exist
             results[task.name]["image_r1"] = float(image_retrieval_r1(image, labels).mean())
             results[task.name]["knn_acc"] = float(knn_accuracy(image, labels, image, labels, leave_one_out=True).mean())
@@ -137,8 +151,9 @@ def evaluate_synthetic10(
         text_image = np.repeat(np.arange(len(per_image)), [len(c) for c in per_image])
         metrics = retrieval(image, encode([c for cs in per_image for c in cs]), text_image)
         results[task.name] = {"primary": metrics["mean_R@1"], **{k: v for k, v in metrics.items() if isinstance(v, float)}}
+        items[task.name] = ItemScores.retrieval(metrics["i2t_hit1"], metrics["t2i_hit1"], text_image)
     model.train(was_training)
-    return results
+    return results, items
 
 
 def chance_levels() -> dict[str, float]:

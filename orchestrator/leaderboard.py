@@ -1,0 +1,139 @@
+"""The sweep's leaderboard: finalists' full-tier scores ranked, stored and published to MLflow.
+
+What is kept on the sweep's parent MLflow run, under `leaderboard/`:
+- `scores.npz` + `finalists.json`: every finalist's per-item scores and full-tier metrics, so
+  the ranking can be rebuilt (`clipsweep leaderboard`, `SweepResult.leaderboard()`) without
+  evaluating again;
+- `leaderboard.csv|md|html`, `leaderboard_heatmap.png`, `leaderboard_forest.png`.
+Each finalist's child run gets its full-tier metrics (`full/<task>/<metric>`) and
+`leaderboard/aggregate`, `leaderboard/mean_rank`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from clipsweep.trainers.evaluation.metrics import ItemScores
+from clipsweep.trainers.evaluation.synthetic10 import flatten
+
+from .finalists import Finalist, Selection
+from .progress import describe_overrides
+from .ranking import Ranking, rank_variants
+from .spec import LeaderboardSettings
+from .tracking import metric_key
+
+ARTIFACT_DIR = "leaderboard"
+SCORES_FILE, FINALISTS_FILE = "scores.npz", "finalists.json"
+
+Scores = dict[str, tuple[dict[str, dict[str, float]], dict[str, ItemScores]]]  # name -> (metrics, items)
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """A ranked sweep: the ranking, who was ranked, and how.
+
+    Attributes:
+        ranking: per-variant numbers (see `ranking.Ranking`).
+        selection: the finalists and the reference.
+        settings: finalists, bootstrap resamples, seed, level, alpha.
+    """
+
+    ranking: Ranking
+    selection: Selection
+    settings: LeaderboardSettings
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        extra = (self.selection.note,) if self.selection.note else ()
+        return extra + self.ranking.notes
+
+    def knobs(self) -> dict[str, str]:
+        """Each variant's searched values, short (`logit_transform=sine omega=1.22`)."""
+        return {f.name: describe_overrides(f.overrides) for f in self.selection.finalists}
+
+    def frame(self) -> pd.DataFrame:
+        """One row per variant, best first: rank, role, knobs, cheap-tier score, then the
+        ranking's columns; `.attrs["notes"]` holds the method statement and footnotes."""
+        by_name = {f.name: f for f in self.selection.finalists}
+        frame = self.ranking.frame.copy()
+        frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+        frame.insert(2, "role", [by_name[v].role for v in frame["variant"]])
+        frame.insert(3, "reference", frame["variant"] == self.ranking.reference)
+        frame.insert(4, "knobs", [self.knobs()[v] for v in frame["variant"]])
+        frame.insert(5, "cheap_score", [by_name[v].cheap_score for v in frame["variant"]])
+        frame.attrs["notes"] = list(self.notes)
+        return frame
+
+
+def rank_scores(selection: Selection, scores: Scores, settings: LeaderboardSettings) -> Leaderboard:
+    """Ranks the finalists' per-item scores against the selection's reference."""
+    items = {name: per_item for name, (_, per_item) in scores.items()}
+    benchmarks = list(dict.fromkeys(b for per_item in items.values() for b in per_item))
+    return Leaderboard(rank_variants(items, selection.reference, benchmarks, settings.bootstrap), selection, settings)
+
+
+def save_scores(client: MlflowClient, parent_id: str, selection: Selection, scores: Scores) -> None:
+    """Stores the finalists' scores on the parent run (what a rebuild ranks again)."""
+    arrays = {
+        f"{name}/{bench}/{part}": getattr(s, part)
+        for name, (_, items) in scores.items() for bench, s in items.items() for part in ("hits", "counts")
+    }  # fmt: skip
+    doc = {
+        "reference": selection.reference,
+        "note": selection.note,
+        "finalists": [dataclasses.asdict(f) for f in selection.finalists],
+        "metrics": {name: metrics for name, (metrics, _) in scores.items()},
+    }
+    with tempfile.TemporaryDirectory() as directory:
+        np.savez_compressed(os.path.join(directory, SCORES_FILE), **arrays)
+        with open(os.path.join(directory, FINALISTS_FILE), "w") as f:
+            json.dump(doc, f, indent=1)
+        client.log_artifacts(parent_id, directory, ARTIFACT_DIR)
+
+
+def load_scores(client: MlflowClient, parent_id: str) -> tuple[Selection, Scores] | None:
+    """The stored finalists and scores of a sweep, or None when its leaderboard was never built."""
+    stored = {a.path for a in client.list_artifacts(parent_id, ARTIFACT_DIR)}
+    if f"{ARTIFACT_DIR}/{SCORES_FILE}" not in stored:
+        return None
+    with tempfile.TemporaryDirectory() as directory:
+        folder = client.download_artifacts(parent_id, ARTIFACT_DIR, directory)
+        with open(os.path.join(folder, FINALISTS_FILE)) as f:
+            doc = json.load(f)
+        with open(os.path.join(folder, SCORES_FILE), "rb") as f:
+            arrays = dict(np.load(io.BytesIO(f.read())))
+    finalists = [Finalist(**f) for f in doc["finalists"]]
+    scores: Scores = {}
+    for f in finalists:
+        benches = dict.fromkeys(key.split("/")[1] for key in arrays if key.startswith(f"{f.name}/"))
+        items = {b: ItemScores(arrays[f"{f.name}/{b}/hits"], arrays[f"{f.name}/{b}/counts"]) for b in benches}
+        scores[f.name] = (doc["metrics"][f.name], items)
+    return Selection(finalists, doc["reference"], doc["note"]), scores
+
+
+def log_to_runs(client: MlflowClient, board: Leaderboard, scores: Scores) -> None:
+    """Each finalist's child run gets its full-tier metrics and its leaderboard standing."""
+    frame = board.frame().set_index("variant")
+    for finalist in board.selection.finalists:
+        row = frame.loc[finalist.name]
+        values: dict[str, Any] = {
+            **flatten(scores[finalist.name][0], prefix="full"),
+            "leaderboard/aggregate": row["aggregate"],
+            "leaderboard/mean_rank": row["mean_rank"],
+            "leaderboard/rank": row["rank"],
+        }
+        now = int(time.time() * 1000)
+        metrics = [Metric(metric_key(k), float(v), now, 0) for k, v in values.items() if np.isfinite(v)]
+        client.log_batch(finalist.run_id, metrics=metrics)

@@ -1,0 +1,133 @@
+"""The leaderboard as people read it: console table, CSV, Markdown, HTML page and PNGs.
+
+The console shows the ranking at a glance (aggregate with its interval, mean rank, which
+benchmarks differ significantly from the reference); the CSV holds every number of
+`Leaderboard.frame()`; Markdown and HTML show each benchmark's metric and its difference.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+
+from rich.table import Table
+
+from .leaderboard import Leaderboard
+from .plots import save_plot, variant_labels
+
+HEATMAP, FOREST = "leaderboard_heatmap.png", "leaderboard_forest.png"
+UP, DOWN = "▲", "▼"
+
+
+def _number(value: float, digits: int = 3) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _aggregate(row) -> str:
+    return f"{_number(row['aggregate'])} [{_number(row['aggregate_lo'])}, {_number(row['aggregate_hi'])}]"
+
+
+def _versus(row, benchmarks: tuple[str, ...]) -> str:
+    """'▲ shape, colour  ▼ count' for the benchmarks significantly better/worse than the reference."""
+    better = [b for b in benchmarks if row[f"{b}_sig"] > 0]
+    worse = [b for b in benchmarks if row[f"{b}_sig"] < 0]
+    parts = ([f"{UP} {', '.join(better)}"] if better else []) + ([f"{DOWN} {', '.join(worse)}"] if worse else [])
+    return "  ".join(parts) or ("reference" if row["reference"] else "no significant difference")
+
+
+def _cell(row, bench: str) -> str:
+    """'0.823 (+2.1▲)': the metric, and its difference to the reference in points."""
+    value = row[bench]
+    if math.isnan(value):
+        return "missing"
+    if row["reference"]:
+        return _number(value)
+    mark = UP if row[f"{bench}_sig"] > 0 else DOWN if row[f"{bench}_sig"] < 0 else ""
+    return f"{_number(value)} ({row[f'{bench}_diff'] * 100:+.1f}{mark})"
+
+
+def display_table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the full table (Markdown and HTML)."""
+    benchmarks = board.ranking.benchmarks
+    header = ["rank", "variant", "knobs", f"aggregate [{board.settings.level:.0%} CI]", "mean rank", *benchmarks]
+    rows = [
+        [str(row["rank"]), row["variant"] + (" (reference)" if row["reference"] else ""), row["knobs"], _aggregate(row),
+         _number(row["mean_rank"], 2), *(_cell(row, b) for b in benchmarks)]
+        for _, row in board.frame().iterrows()
+    ]  # fmt: skip
+    return header, rows
+
+
+def console_table(board: Leaderboard) -> Table:
+    """The ranking for a terminal: one row per variant, significant benchmarks named."""
+    level = f"{board.settings.level:.0%}"
+    table = Table(title=f"Leaderboard: full tier, normalised to {board.ranking.reference}", caption="\n".join(board.notes))
+    for column in ("rank", "variant", "knobs", f"aggregate [{level} CI]", "Δ mean (pts)", "mean rank", "vs reference"):
+        table.add_column(column, justify="right" if column in ("rank", "mean rank", "Δ mean (pts)") else "left")
+    for _, row in board.frame().iterrows():
+        table.add_row(
+            str(row["rank"]), row["variant"], row["knobs"], _aggregate(row),
+            f"{row['aggregate_diff'] * 100:+.2f}", _number(row["mean_rank"], 2), _versus(row, board.ranking.benchmarks),
+        )  # fmt: skip
+    return table
+
+
+def markdown(board: Leaderboard) -> str:
+    header, rows = display_table(board)
+    lines = [f"# Leaderboard (reference: {board.ranking.reference})", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    lines += ["", "Cells: metric (difference to the reference in points; ▲/▼ significant)."]
+    lines += [f"- {note}" for note in board.notes]
+    lines += ["", f"![heatmap]({HEATMAP})", "", f"![forest plot]({FOREST})", ""]
+    return "\n".join(lines)
+
+
+def html_page(board: Leaderboard, pictures: dict[str, str]) -> str:
+    """A self-contained page: the table, the notes and the PNGs embedded as data URIs."""
+    header, rows = display_table(board)
+    cells = lambda tag, values: "".join(f"<{tag}>{html.escape(v)}</{tag}>" for v in values)  # noqa: E731
+    body = "\n".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
+    images = []
+    for title, path in pictures.items():
+        with open(path, "rb") as f:
+            data = base64.b64encode(f.read()).decode()
+        images.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in board.notes)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>clipsweep leaderboard</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #1f2328; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+th, td {{ border: 1px solid #d0d7de; padding: 4px 8px; text-align: right; white-space: nowrap; }}
+th {{ background: #f6f8fa; }} td:nth-child(2), td:nth-child(3) {{ text-align: left; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>Leaderboard <small>(reference: {html.escape(board.ranking.reference)})</small></h1>
+<table><thead><tr>{cells('th', header)}</tr></thead><tbody>
+{body}
+</tbody></table>
+<p>Cells: metric (difference to the reference in points; ▲/▼ significant).</p>
+<ul>{notes}</ul>
+{''.join(images)}
+</body></html>
+"""
+
+
+def write_reports(board: Leaderboard, folder: str) -> list[str]:
+    """Writes leaderboard.csv/.md/.html and the two PNGs into `folder`; returns their paths."""
+    os.makedirs(folder, exist_ok=True)
+    labels = variant_labels(board.ranking, board.knobs())
+    s = board.settings
+    heatmap, forest = os.path.join(folder, HEATMAP), os.path.join(folder, FOREST)
+    save_plot(heatmap, board.ranking, labels, s.alpha, s.level, panels=("heatmap",))
+    save_plot(forest, board.ranking, labels, s.alpha, s.level, panels=("forest",))
+    paths = {name: os.path.join(folder, f"leaderboard.{name}") for name in ("csv", "md", "html")}
+    board.frame().to_csv(paths["csv"], index=False)
+    with open(paths["md"], "w") as f:
+        f.write(markdown(board))
+    with open(paths["html"], "w") as f:
+        f.write(html_page(board, {"Difference to the reference per benchmark": heatmap, "Aggregate with intervals": forest}))
+    return [paths["csv"], paths["md"], paths["html"], heatmap, forest]

@@ -1,0 +1,43 @@
+"""Re-evaluating a trained trial from its checkpoint: the leaderboard's finalists on the full tier.
+
+Runs wherever the caller puts it (a Ray task on a GPU node, or this process): it needs the
+trial's config, the model weights and the suite's data paths, all plain values.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from ..config import TrialConfig
+from ..models.dual_encoder import DualEncoder
+from .metrics import ItemScores
+from .synthetic10 import load_eval_set, score_synthetic10
+
+CHECKPOINT_FILE = "trial.pt"  # what the train loop writes into each checkpoint directory
+
+
+def load_weights(directory: str) -> dict[str, torch.Tensor]:
+    """The model's state dict from a train-loop checkpoint directory (no optimizer state).
+
+    Raises:
+        FileNotFoundError: the directory holds no train-loop checkpoint.
+    """
+    path = os.path.join(directory, CHECKPOINT_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{directory}: no {CHECKPOINT_FILE} (not a clipsweep trial checkpoint)")
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def evaluate_weights(
+    trial: dict[str, Any], weights: dict[str, torch.Tensor], heldout_dir: str, tokenizer_dir: str, tier: str = "full"
+) -> tuple[dict[str, dict[str, float]], dict[str, ItemScores]]:
+    """synthetic10 metrics and per-item primary scores of a trained model on `tier`."""
+    cfg = TrialConfig.from_dict(trial)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = DualEncoder(cfg.model, cfg.objective)
+    model.load_state_dict(weights)
+    eval_set = load_eval_set(heldout_dir, tier, cfg.model.image_size)
+    return score_synthetic10(model.to(device), eval_set, tokenizer_dir, cfg.model.max_length, device)
