@@ -60,8 +60,8 @@ class Leaderboard:
         return extra + self.ranking.notes
 
     def knobs(self) -> dict[str, str]:
-        """Each variant's searched values, short (`logit_transform=sine omega=1.22`)."""
-        return {f.name: describe_overrides(f.overrides) for f in self.selection.finalists}
+        """Each variant's values that differ from the baseline (`logit_transform=sine omega=1.22`)."""
+        return {f.name: describe_overrides(f.overrides, width=1000) for f in self.selection.finalists}
 
     def frame(self) -> pd.DataFrame:
         """One row per variant, best first: rank, role, knobs, cheap-tier score, then the

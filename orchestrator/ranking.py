@@ -97,8 +97,9 @@ class Ranking:
         frame: one row per variant, best aggregate first; per benchmark B the columns `B`,
             `B_lo`, `B_hi`, `B_diff`, `B_diff_lo`, `B_diff_hi`, `B_p`, `B_p_holm`, `B_sig`
             (+1 significantly better than the reference, -1 worse, 0 neither); then
-            `aggregate` (mean of metric / reference) with `_lo`/`_hi`, `aggregate_diff` (mean
-            difference) with its interval, `mean_rank`, `benchmarks_scored`, `missing`.
+            `aggregate` (mean of metric / reference) with `_lo`/`_hi` and `aggregate_p` (of
+            "aggregate = 1"), `aggregate_diff` (mean difference) with its interval, `mean_rank`,
+            `benchmarks_scored`, `missing`.
         benchmarks: the benchmark columns, in order.
         reference: the variant everything is normalised against.
         notes: method statement and footnotes (missing benchmarks, reference choice).
@@ -153,12 +154,12 @@ def rank_variants(
         ratio_point = np.where(usable, point / point[ref], np.nan)
         ratio_boot = np.where(usable & (boot[:, ref : ref + 1] > 0), boot / boot[:, ref : ref + 1], np.nan)
     aggregate = _nanmean(ratio_point, axis=1)
-    aggregate_ci = interval(_nanmean(ratio_boot, axis=2))
-    aggregate_diff = _nanmean(np.where(usable, diff_point, np.nan), axis=1)
-    aggregate_diff_boot = _nanmean(np.where(usable, diff_boot, np.nan), axis=2)
-    aggregate_diff_ci = interval(aggregate_diff_boot)
-    aggregate_p = bootstrap_p(aggregate_diff_boot)
+    aggregate_boot = _nanmean(ratio_boot, axis=2)
+    aggregate_ci = interval(aggregate_boot)
+    aggregate_p = bootstrap_p(aggregate_boot - 1)  # the aggregate's own test: ratio = 1
     aggregate_p[ref] = np.nan
+    aggregate_diff = _nanmean(np.where(usable, diff_point, np.nan), axis=1)
+    aggregate_diff_ci = interval(_nanmean(np.where(usable, diff_boot, np.nan), axis=2))
 
     columns: dict[str, object] = {"variant": variants}
     metric_ci, diff_ci = interval(boot), interval(diff_boot)

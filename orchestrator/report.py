@@ -25,8 +25,12 @@ def _number(value: float, digits: int = 3) -> str:
     return "—" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def _aggregate(row) -> str:
-    return f"{_number(row['aggregate'])} [{_number(row['aggregate_lo'])}, {_number(row['aggregate_hi'])}]"
+def _aggregate(row, alpha: float) -> str:
+    """'1.092 [1.035, 1.166] ▲': marked when the aggregate differs from 1 (p < alpha)."""
+    mark = ""
+    if row["aggregate_p"] < alpha:
+        mark = f" {UP}" if row["aggregate"] > 1 else f" {DOWN}"
+    return f"{_number(row['aggregate'])} [{_number(row['aggregate_lo'])}, {_number(row['aggregate_hi'])}]{mark}"
 
 
 def _versus(row, benchmarks: tuple[str, ...]) -> str:
@@ -53,7 +57,7 @@ def display_table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     benchmarks = board.ranking.benchmarks
     header = ["rank", "variant", "knobs", f"aggregate [{board.settings.level:.0%} CI]", "mean rank", *benchmarks]
     rows = [
-        [str(row["rank"]), row["variant"] + (" (reference)" if row["reference"] else ""), row["knobs"], _aggregate(row),
+        [str(row["rank"]), row["variant"] + (" (reference)" if row["reference"] else ""), row["knobs"], _aggregate(row, board.settings.alpha),
          _number(row["mean_rank"], 2), *(_cell(row, b) for b in benchmarks)]
         for _, row in board.frame().iterrows()
     ]  # fmt: skip
@@ -63,12 +67,19 @@ def display_table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
 def console_table(board: Leaderboard) -> Table:
     """The ranking for a terminal: one row per variant, significant benchmarks named."""
     level = f"{board.settings.level:.0%}"
-    table = Table(title=f"Leaderboard: full tier, normalised to {board.ranking.reference}", caption="\n".join(board.notes))
+    table = Table(
+        title=f"Leaderboard: full tier, normalised to {board.ranking.reference}",
+        caption="\n".join(board.notes), caption_justify="left",
+    )  # fmt: skip
     for column in ("rank", "variant", "knobs", f"aggregate [{level} CI]", "Δ mean (pts)", "mean rank", "vs reference"):
-        table.add_column(column, justify="right" if column in ("rank", "mean rank", "Δ mean (pts)") else "left")
+        table.add_column(
+            column, justify="right" if column in ("rank", "mean rank", "Δ mean (pts)") else "left",
+            # the knobs give way (cut with …) before the numbers wrap
+            **({"max_width": 60, "overflow": "ellipsis", "ratio": 1} if column == "knobs" else {"no_wrap": column != "vs reference"}),
+        )  # fmt: skip
     for _, row in board.frame().iterrows():
         table.add_row(
-            str(row["rank"]), row["variant"], row["knobs"], _aggregate(row),
+            str(row["rank"]), row["variant"], row["knobs"], _aggregate(row, board.settings.alpha),
             f"{row['aggregate_diff'] * 100:+.2f}", _number(row["mean_rank"], 2), _versus(row, board.ranking.benchmarks),
         )  # fmt: skip
     return table
@@ -102,13 +113,16 @@ def html_page(board: Leaderboard, pictures: dict[str, str]) -> str:
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #1f2328; }}
 table {{ border-collapse: collapse; font-size: 13px; }}
 th, td {{ border: 1px solid #d0d7de; padding: 4px 8px; text-align: right; white-space: nowrap; }}
-th {{ background: #f6f8fa; }} td:nth-child(2), td:nth-child(3) {{ text-align: left; }}
+th {{ background: #f6f8fa; }}
+td:nth-child(2), td:nth-child(3), th:nth-child(2), th:nth-child(3) {{ text-align: left; }}
+td:nth-child(3) {{ white-space: normal; min-width: 16em; max-width: 28em; }}
+.scroll {{ overflow-x: auto; }}
 img {{ max-width: 100%; }}
 </style></head><body>
 <h1>Leaderboard <small>(reference: {html.escape(board.ranking.reference)})</small></h1>
-<table><thead><tr>{cells('th', header)}</tr></thead><tbody>
+<div class="scroll"><table><thead><tr>{cells('th', header)}</tr></thead><tbody>
 {body}
-</tbody></table>
+</tbody></table></div>
 <p>Cells: metric (difference to the reference in points; ▲/▼ significant).</p>
 <ul>{notes}</ul>
 {''.join(images)}
