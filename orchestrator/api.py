@@ -40,6 +40,7 @@ from .trial import TrialData
 from .tune import SCORE, ResourcePlan, build_tuner, experiment_name, plan_resources, start_ray
 
 PATH_TAG = "clipsweep.path"  # on the parent run: the Tune experiment folder
+LEADERBOARD_TAG = "clipsweep.leaderboard"  # on the parent run, when there was nothing to rank
 RECORD_FILE = "clipsweep_sweep.json"  # in the Tune experiment folder: how to find the sweep again
 
 
@@ -97,7 +98,10 @@ class Sweep:
         _write_record(result)
         tracker.client.set_tag(tracker.parent_id, PATH_TAG, result.path)
         if result.status() == "completed":  # after Ctrl-C: `clipsweep leaderboard` builds it later
-            result.build_leaderboard(console, data)
+            try:
+                result.build_leaderboard(console, data)
+            except ValueError as e:  # nothing to rank (every trial failed): the trials stay recorded
+                tracker.client.set_tag(tracker.parent_id, LEADERBOARD_TAG, f"not built: {e}"[:500])
         return result
 
 
@@ -228,19 +232,20 @@ class SweepResult:
     def ranked(self) -> Leaderboard:
         """The leaderboard as an object (ranking, finalists, settings), from the stored scores;
         built first if the sweep has none."""
-        stored = load_scores(self._client(), self.mlflow_parent_run_id)
-        if stored is None:
-            return self.build_leaderboard()
-        selection, scores = stored
-        return rank_scores(selection, scores, self.spec().leaderboard)
+        stored = self._rank_stored()
+        return stored[0] if stored else self.build_leaderboard()
 
     def publish_leaderboard(self) -> Leaderboard:
         """Ranks the stored scores again and rewrites the tables, pictures and run metrics."""
+        stored = self._rank_stored()
+        return self._publish(*stored) if stored else self.build_leaderboard()
+
+    def _rank_stored(self) -> tuple[Leaderboard, Scores] | None:
         stored = load_scores(self._client(), self.mlflow_parent_run_id)
         if stored is None:
-            return self.build_leaderboard()
+            return None
         selection, scores = stored
-        return self._publish(rank_scores(selection, scores, self.spec().leaderboard), scores)
+        return rank_scores(selection, scores, self.spec().leaderboard), scores
 
     def _publish(self, board: Leaderboard, scores: Scores) -> Leaderboard:
         client = self._client()

@@ -93,7 +93,10 @@ def run_command(args: argparse.Namespace, console: Console) -> None:
         progress.stop()
     console.print(ranked_table(result))
     if result.status() == "completed":
-        print_leaderboard(result, console)
+        try:
+            print_leaderboard(result, console)
+        except ValueError as e:  # every trial failed: the table above says why
+            console.print(f"[bold red]no leaderboard:[/bold red] {e}")
     console.print(f"MLflow parent run {result.mlflow_parent_run_id}; open the records with:")
     console.print(f"  mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
     console.print(f"reopen in Python: SweepResult.load({result.path!r})", soft_wrap=True)

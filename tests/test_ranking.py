@@ -149,12 +149,12 @@ def test_finalists_are_the_best_completed_trials_plus_the_baseline():
         choose_finalists(trials.assign(score=None), n=3)
 
 
-def _board(items) -> Leaderboard:
+def _board(items, note: str | None = None) -> Leaderboard:
     finalists = [Finalist(name, f"run{i}", "baseline" if i == 0 else "search", {} if i == 0 else {"objective.omega": 1.2}, 0.5, "completed")
                  for i, name in enumerate(items)]  # fmt: skip
     settings = LeaderboardSettings()
     ranking = rank_variants(items, finalists[0].name, BENCHMARKS, settings.bootstrap)
-    return Leaderboard(ranking, Selection(finalists, finalists[0].name, None), settings)
+    return Leaderboard(ranking, Selection(finalists, finalists[0].name, note), settings)
 
 
 def test_reports_show_every_variant_with_marks_and_pictures(tmp_path):
@@ -176,3 +176,14 @@ def test_reports_show_every_variant_with_marks_and_pictures(tmp_path):
     csv = pd.read_csv(tmp_path / "leaderboard.csv")
     assert list(csv["variant"]) == ["trial-05-search", "trial-00-baseline"] and csv.loc[0, "missing"] == "b9"
     assert console_table(board).row_count == 2
+
+
+def test_a_substitute_reference_is_stated_everywhere(tmp_path):
+    rng = np.random.default_rng(5)
+    items = {name: {b: _accuracy(rng.random(100) < 0.5) for b in BENCHMARKS} for name in ("trial-01-point", "trial-03-search")}
+    note = "The baseline trial is failed (OOM): everything is normalised against trial-01-point, the best completed trial."
+    board = _board(items, note)
+    write_reports(board, str(tmp_path))
+    assert board.frame().attrs["notes"][0] == note
+    assert note in (tmp_path / "leaderboard.md").read_text() and note in (tmp_path / "leaderboard.html").read_text()
+    assert note in str(console_table(board).caption)
