@@ -17,7 +17,8 @@ from clipsweep.orchestrator.trial import TrialData
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.data.loading import Preprocess, to_torch
 from clipsweep.trainers.data.shards import resolve_shards
-from clipsweep.trainers.evaluation.synthetic10 import evaluate_synthetic10, flatten, load_eval_set
+from clipsweep.trainers.evaluation.suite import flatten
+from clipsweep.trainers.evaluation.synthetic10 import evaluate_synthetic10, load_eval_set
 from clipsweep.trainers.models.dual_encoder import DualEncoder
 from clipsweep.trainers.objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 

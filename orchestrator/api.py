@@ -27,7 +27,7 @@ from ray import tune
 from rich.console import Console
 
 from clipsweep.trainers.config import TrialConfig
-from clipsweep.trainers.evaluation.synthetic10 import flatten
+from clipsweep.trainers.evaluation.suite import flatten
 
 from .finalists import choose_finalists, evaluate_finalists
 from .leaderboard import ARTIFACT_DIR, Leaderboard, Scores, load_scores, log_to_runs, rank_scores, save_scores

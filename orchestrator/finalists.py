@@ -89,12 +89,14 @@ def evaluate_finalists(
     """
     r = spec.resources
     task = ray.remote(evaluate_weights).options(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker)
+    suite = spec.suite.settings(data.heldout).to_dict()
     pending: dict[Any, Finalist] = {}
     for finalist in finalists:
         with tempfile.TemporaryDirectory() as directory:
             weights = load_weights(client.download_artifacts(finalist.run_id, "checkpoint", directory))
-        trial = spec.config_for(finalist.overrides).to_dict()
-        pending[task.remote(trial, weights, data.heldout, data.tokenizer_dir, "full")] = finalist
+        cfg = spec.config_for(finalist.overrides)
+        tokenizer_dir = cfg.model.tokenizer_dir(data.tokenizer_dir)
+        pending[task.remote(cfg.to_dict(), weights, suite, tokenizer_dir, "full")] = finalist
     scored: dict[str, tuple[dict[str, dict[str, float]], dict[str, ItemScores]]] = {}
     while pending:
         [done], _ = ray.wait(list(pending), num_returns=1)

@@ -26,7 +26,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from clipsweep.trainers.evaluation.metrics import ItemScores
-from clipsweep.trainers.evaluation.synthetic10 import flatten
+from clipsweep.trainers.evaluation.suite import flatten
 
 from .finalists import Finalist, Selection
 from .progress import describe_overrides

@@ -80,11 +80,11 @@ def check_sweep(spec: SweepSpec) -> TrialData:
     """
     check_storage(spec.storage_path)
     check_tracking(spec.tracking_uri)
-    if spec.suite.name != "synthetic10":
-        raise SpecError(f"{spec.source}: suite.name={spec.suite.name!r} cannot run yet; allowed now: synthetic10")
     data = data_from_doc(spec.data, spec.baseline.model.image_size)
-    if data.heldout is None:
-        raise SpecError(f"{spec.source}: data.heldout is missing; the synthetic10 suite scores trials on it")
+    try:
+        spec.suite.settings(data.heldout).check()
+    except ValueError as e:
+        raise SpecError(f"{spec.source}: {e}") from None
     workers = spec.resources.workers_per_trial
     check_trial(spec.baseline, data, workers)
     for point in spec.points_to_evaluate:

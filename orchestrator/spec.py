@@ -30,13 +30,12 @@ from typing import Any, Literal
 import yaml
 
 from clipsweep.trainers.config import TrialConfig
+from clipsweep.trainers.evaluation.suite import SUITES, TIERS, SuiteSettings
 
 from .ranking import BootstrapSettings
 
 ParamType = Literal["choice", "uniform", "loguniform", "int"]
 PARAM_TYPES: tuple[str, ...] = ("choice", "uniform", "loguniform", "int")
-SUITES = ("synthetic10", "paper10")
-TIERS = ("cheap", "full")
 
 
 class SpecError(ValueError):
@@ -104,6 +103,12 @@ class Suite:
     name: str = "synthetic10"
     tier: str = "cheap"
     roots: dict[str, str] = field(default_factory=dict)  # paper10: dataset name -> local root
+    cheap_size: int = 500  # paper10 cheap tier: classification items per dataset (class-stratified)
+    cheap_retrieval_size: int = 200  # paper10 cheap tier: retrieval images per dataset
+
+    def settings(self, heldout: str | None) -> SuiteSettings:
+        """What the trials load: this section plus synthetic10's held-out split from `data:`."""
+        return SuiteSettings(self.name, heldout, dict(self.roots), self.cheap_size, self.cheap_retrieval_size)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,8 @@ def validate_command(args: argparse.Namespace, console: Console) -> None:
         f"{spec.search.num_samples} trials, {data.n_train} training items"
     )
     console.print(Sweep(spec).plan().describe(spec))
+    if note := spec.suite.settings(data.heldout).skipped_note():
+        console.print(note)
 
 
 def run_command(args: argparse.Namespace, console: Console) -> None:
@@ -83,6 +85,8 @@ def run_command(args: argparse.Namespace, console: Console) -> None:
     sweep = Sweep(spec)
     console.print(f"[bold]{spec.name}[/bold] ({spec.source}): {sweep.plan().describe(spec)}")
     console.print(f"searching {', '.join(p.field for p in spec.params)}; ASHA on {spec.suite.name}/{spec.suite.tier}")
+    if note := spec.suite.settings(None).skipped_note():
+        console.print(note)
     progress = SweepProgress(spec, console)
     # Tune's new console output prints its own experiment box even at verbose=0; the live
     # table is this command's progress. (Ray reads this variable when the sweep starts.)
@@ -126,7 +130,7 @@ def print_leaderboard(result: SweepResult, console: Console) -> None:
 def ranked_table(result: SweepResult) -> Table:
     """Trials by final cheap-tier score, best first (unscored ones last)."""
     frame = result.trials()
-    table = Table(title=f"{result.experiment}: trials by score (mean synthetic10 primary metric, cheap tier)")
+    table = Table(title=f"{result.experiment}: trials by score (mean primary metric of the suite's per-epoch tier)")
     for column in ("rank", "trial", "config", "status", "epochs", "score"):
         table.add_column(column, justify="right" if column in ("rank", "epochs", "score") else "left")
     if frame.empty:

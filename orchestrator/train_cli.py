@@ -5,6 +5,9 @@ CONFIG.yaml:
     data:             # either the embedded corpus ...
       synthetic: {n: 10000, seed: 0}
                       # ... or shards: {train: DIR, tokenizer: DIR, heldout: DIR (optional)}
+    suite:            # optional; default synthetic10 on data's held-out split
+      name: paper10   # real data, from local roots (see search_spaces/README.md)
+      roots: {cifar10: /data/cifar10, coco: /data/coco}
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from clipsweep.trainers.config import TrialConfig
-from clipsweep.trainers.evaluation.synthetic10 import TASK_NAMES, chance_levels
+from clipsweep.trainers.evaluation.suite import SuiteSettings
+from clipsweep.trainers.evaluation.synthetic10 import chance_levels
 
 from .trial import TrialData, data_from_doc, epoch_history, run_trial
 
@@ -30,11 +34,11 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--storage", help="checkpoint storage path or URI (default ~/ray_results)")
     train.add_argument("--name", help="run name under the storage path (default trial-<time>; an existing name resumes it)")
     train.add_argument("--resume", help="checkpoint directory to continue from")
-    train.add_argument("--tier", choices=("cheap", "full"), default="cheap", help="synthetic10 tier each epoch")
+    train.add_argument("--tier", choices=("cheap", "full"), default="cheap", help="benchmark tier each epoch")
     train.set_defaults(func=train_command)
 
 
-def load_train_config(path: str | None, epochs: int | None = None) -> tuple[TrialConfig, TrialData]:
+def load_train_config(path: str | None, epochs: int | None = None) -> tuple[TrialConfig, TrialData, SuiteSettings | None]:
     """Reads and validates CONFIG.yaml (or the defaults) before anything starts.
 
     Raises:
@@ -44,40 +48,53 @@ def load_train_config(path: str | None, epochs: int | None = None) -> tuple[Tria
     if path is not None:
         with open(path) as f:
             doc = yaml.safe_load(f) or {}
-        unknown = sorted(set(doc) - {"trial", "data"})
+        unknown = sorted(set(doc) - {"trial", "data", "suite"})
         if unknown:
-            raise ValueError(f"{path}: unknown top-level key {unknown[0]!r}; allowed: trial, data")
+            raise ValueError(f"{path}: unknown top-level key {unknown[0]!r}; allowed: trial, data, suite")
     trial = dict(doc.get("trial") or {})
     if epochs is not None:
         trial["optim"] = {**trial.get("optim", {}), "epochs": epochs}
     cfg = TrialConfig.from_dict(trial)
-    return cfg, data_from_doc(doc.get("data"), cfg.model.image_size)
+    data = data_from_doc(doc.get("data"), cfg.model.image_size)
+    suite = data.default_suite()
+    if doc.get("suite") is not None:
+        fields = dict(doc["suite"])
+        allowed = sorted(set(SuiteSettings.__dataclass_fields__) - {"heldout"})
+        unknown = sorted(set(fields) - set(allowed))
+        if unknown:
+            raise ValueError(f"{path}: unknown field suite.{unknown[0]}; allowed: {', '.join(allowed)}")
+        suite = SuiteSettings(heldout=data.heldout, **fields)
+    if suite is not None:
+        suite.check()
+    return cfg, data, suite
 
 
 def train_command(args: argparse.Namespace, console: Console) -> None:
     """Runs `clipsweep train` for parsed arguments."""
-    cfg, data = load_train_config(args.config, args.epochs)
+    cfg, data, suite = load_train_config(args.config, args.epochs)
     console.print(
         f"training {data.n_train} items with {args.workers} worker(s), global batch {cfg.optim.batch_size}, "
         f"{cfg.optim.epochs} epochs"
     )
+    if suite is not None and (note := suite.skipped_note()):
+        console.print(note)
     result = run_trial(
-        cfg, data, workers=args.workers, storage_path=args.storage, name=args.name, resume_from=args.resume, eval_tier=args.tier
+        cfg, data, workers=args.workers, storage_path=args.storage, name=args.name, resume_from=args.resume,
+        eval_tier=args.tier, suite=suite,
     )
     history = epoch_history(result)
     final = history[-1] if history else result.metrics
     if "bench/mean_primary" not in final:
         console.print(f"final loss {final['loss/total']:.4f} (no held-out split, no benchmark)")
         return
-    chance = chance_levels()
-    table = Table(title=f"synthetic10 ({args.tier} tier) after epoch {final['epoch']}: primary metrics")
+    chance = chance_levels() if suite.name == "synthetic10" else {}
+    table = Table(title=f"{suite.name} ({args.tier} tier) after epoch {final['epoch']}: primary metrics")
     for column in ("task", "primary", "chance"):
         table.add_column(column, justify="left" if column == "task" else "right")
-    for task in TASK_NAMES:
+    tasks = [k.split("/")[1] for k in final if k.startswith("bench/") and k.endswith("/primary")]
+    for task in tasks:
         level = chance.get(task)
         table.add_row(task, f"{final[f'bench/{task}/primary']:.3f}", "~0" if level is None else f"{level:.3f}")
     table.add_row("mean", f"{final['bench/mean_primary']:.3f}", "")
     console.print(table)
     console.print(f"checkpoint: {result.checkpoint.path if result.checkpoint else None}")
-
-

@@ -24,6 +24,7 @@ from clipsweep.trainers.data.loading import Preprocess, build_train_dataset
 from clipsweep.trainers.data.scenes import ATTRIBUTES
 from clipsweep.trainers.data.shards import DataFormatError, resolve_shards
 from clipsweep.trainers.data.synthetic import ensure_synthetic
+from clipsweep.trainers.evaluation.suite import SuiteSettings
 from clipsweep.trainers.train_loop import CHECKPOINT_FILE, LoopSettings, train_loop_per_worker
 
 
@@ -37,6 +38,10 @@ class TrialData:
     n_train: int
     n_classes: int  # 0 when the training data has no labels
     has_captions: bool = True  # a `captions` list column (needed to mine pseudo-captions)
+
+    def default_suite(self) -> SuiteSettings | None:
+        """synthetic10 on the held-out split, when the data has one."""
+        return SuiteSettings("synthetic10", heldout=self.heldout) if self.heldout else None
 
     @classmethod
     def from_paths(cls, train: str, tokenizer_dir: str, heldout: str | None = None) -> TrialData:
@@ -171,6 +176,7 @@ def run_trial(
     gpus_per_worker: float | None = None,
     eval_tier: str = "cheap",
     callbacks: list[ray.train.UserCallback] | None = None,
+    suite: SuiteSettings | None = None,
 ) -> ray.train.Result:
     """Fits one trial with Ray Train; every epoch's metrics come back with its checkpoint.
 
@@ -184,13 +190,18 @@ def run_trial(
         resume_from: a checkpoint directory of an earlier run to continue from.
         cpus_per_worker: CPUs each worker reserves.
         gpus_per_worker: GPUs each worker reserves; None: one if the Ray cluster has GPUs, else none.
-        eval_tier: synthetic10 tier reported each epoch (cheap or full).
+        eval_tier: the suite's tier reported each epoch (cheap or full).
         callbacks: Ray Train callbacks; default prints one line per epoch (`EpochLog`).
+        suite: the benchmark scored each epoch; default synthetic10 on the data's held-out split
+            (none when the data has none).
 
     Raises:
         ValueError: bad input, before any worker starts.
     """
     check_trial(cfg, data, workers)
+    suite = suite or data.default_suite()
+    if suite is not None:
+        suite.check()
     ensure_ray(workers, cpus_per_worker)
     name = name or time.strftime("trial-%Y%m%d-%H%M%S")
     if gpus_per_worker is None:  # ask the cluster: a Tune trial's own process sees no GPU
@@ -198,8 +209,9 @@ def run_trial(
     gpus = gpus_per_worker
     resources = {"CPU": cpus_per_worker, **({"GPU": gpus} if gpus else {})}
     ray.data.DataContext.get_current().enable_progress_bars = False  # EpochLog is the progress
+    tokenizer_dir = cfg.model.tokenizer_dir(data.tokenizer_dir)
     preprocess = Preprocess(
-        data.tokenizer_dir,
+        tokenizer_dir,
         image_size=cfg.model.image_size,
         max_length=cfg.model.max_length,
         views=needs_views(cfg),
@@ -211,8 +223,8 @@ def run_trial(
         train=data.train,
         n_train=data.n_train,
         n_classes=data.n_classes,
-        tokenizer_dir=data.tokenizer_dir,
-        heldout_dir=data.heldout,
+        tokenizer_dir=tokenizer_dir,
+        suite=suite.to_dict() if suite else None,
         eval_tier=eval_tier,
         resume_from=resume_from,
         augment=dataclasses.asdict(preprocess) if decoded else None,  # the workers crop and draw captions

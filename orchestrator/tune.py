@@ -226,6 +226,7 @@ def train_trial(config: dict[str, Any], spec: SweepSpec, data: TrialData, train_
         gpus_per_worker=r.gpus_per_worker,
         eval_tier=spec.suite.tier,
         callbacks=[ScoreReport(cfg.optim.epochs - stage_plan(cfg)[-1].epochs)],
+        suite=spec.suite.settings(data.heldout),
     )
 
 

@@ -39,7 +39,7 @@ def test_from_dict_round_trips_and_is_frozen():
         ({"schedule": {"kind": "two_stage", "stage1_epochs": 5}}, "schedule.stage1_epochs=5; allowed: fewer than"),
         ({"optim": {"epochs": "3"}}, "optim.epochs='3'; allowed: an integer"),
         ({"objective": {"learnable_temperature": "yes"}}, "objective.learnable_temperature='yes'; allowed: true or false"),
-        ({"model": {"text_pretrained": "/no/such/dir"}}, "model.text_pretrained='/no/such/dir': no such path"),
+        ({"model": {"text_weights": "/no/such/dir"}}, "model.text_weights='/no/such/dir': no such path"),
         ({"model": {"image_tower": "vit"}}, "model.image_tower='vit'; allowed: tiny_resnet, resnet18"),
         ({"modle": {}}, "unknown field modle; allowed: batching, model"),
         ({"unimodal": 0.5}, "unimodal=0.5; expected a mapping of fields"),

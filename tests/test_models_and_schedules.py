@@ -13,6 +13,7 @@ from clipsweep.trainers.models.dual_encoder import MAX_LOGIT_SCALE, DualEncoder
 from clipsweep.trainers.models.image import build_image_tower
 from clipsweep.trainers.objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 from clipsweep.trainers.objectives.clusters import cluster_hard_order, kmeans
+from clipsweep.trainers.data.tokenizer import build_tokenizer, load_tokenizer
 from clipsweep.trainers.data.transforms import drop_tokens
 from clipsweep.trainers.schedules import param_groups, stage_plan
 
@@ -64,7 +65,7 @@ def test_text_tower_loads_local_transformers_checkpoint(tmp_path):
     cfg = TrialConfig()
     model = DualEncoder(cfg.model, cfg.objective)
     model.text_tower.encoder.save_pretrained(tmp_path / "distilbert")
-    local = TrialConfig.from_dict({"model": {"text_pretrained": str(tmp_path / "distilbert")}})
+    local = TrialConfig.from_dict({"model": {"text_weights": str(tmp_path / "distilbert")}})
     loaded = DualEncoder(local.model, local.objective)
     _, ids, mask = _batch()
     model.eval(), loaded.eval()
@@ -155,3 +156,35 @@ def test_kmeans_finds_separated_clusters_and_hard_batches_stay_within_them():
     assert max(len(set(result.assignments[order[i : i + 25]])) for i in range(0, 200, 25)) == 1
     with pytest.raises(ValueError, match=r"k=300; allowed: 2 <= k <= 200"):
         kmeans(features, 300)
+
+
+def test_resnet50_and_distilbert_restore_from_local_weights_exactly(tmp_path):
+    """Paper A's towers from files in the formats they ship in: a torchvision state dict (with
+    its ImageNet classifier) and a transformers model directory with its tokenizer."""
+    from torchvision.models import resnet50
+    from transformers import DistilBertConfig, DistilBertModel
+
+    torch.manual_seed(0)
+    image_source = resnet50(weights=None)
+    torch.save(image_source.state_dict(), tmp_path / "resnet50.pth")
+    text_source = DistilBertModel(DistilBertConfig())  # distilbert-base's shape: 6 layers, dim 768
+    text_source.save_pretrained(tmp_path / "distilbert")
+    tokenizer = build_tokenizer(["a photo of a cat"], str(tmp_path / "distilbert"), vocab_size=100)  # a BERT WordPiece
+
+    cfg = TrialConfig.from_dict({"model": {
+        "image_tower": "resnet50", "image_weights": str(tmp_path / "resnet50.pth"),
+        "text_tower": "distilbert", "text_weights": str(tmp_path / "distilbert"),
+    }})  # fmt: skip
+    model = DualEncoder(cfg.model, cfg.objective)
+    expected_image = {k: v for k, v in image_source.state_dict().items() if not k.startswith("fc.")}
+    assert model.image_tower.state_dict().keys() == expected_image.keys()
+    assert all(torch.equal(model.image_tower.state_dict()[k], v) for k, v in expected_image.items())
+    expected_text = text_source.state_dict()
+    assert model.text_tower.encoder.state_dict().keys() == expected_text.keys()
+    assert all(torch.equal(model.text_tower.encoder.state_dict()[k], v) for k, v in expected_text.items())
+    # The checkpoint's own tokenizer is the one that fits it, not the corpus'.
+    assert cfg.model.tokenizer_dir("/corpus/tokenizer") == str(tmp_path / "distilbert")
+    ids = load_tokenizer(cfg.model.tokenizer_dir("/corpus/tokenizer"))("a photo of a cat")["input_ids"]
+    assert ids == tokenizer("a photo of a cat")["input_ids"] and len(ids) == 7  # [CLS] 5 words [SEP]
+    with pytest.raises(ValueError, match=r"holds a distilbert checkpoint; model.text_tower='bert' expects bert"):
+        DualEncoder(TrialConfig.from_dict({"model": {"text_tower": "bert", "text_weights": str(tmp_path / "distilbert")}}).model, cfg.objective)

@@ -8,11 +8,11 @@ import torch
 
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.data.scenes import ATTRIBUTES
+from clipsweep.trainers.evaluation.suite import flatten
 from clipsweep.trainers.evaluation.synthetic10 import (
     TASK_NAMES,
     ZERO_SHOT_TASKS,
     evaluate_synthetic10,
-    flatten,
     load_eval_set,
 )
 from clipsweep.trainers.models.dual_encoder import DualEncoder

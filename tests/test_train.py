@@ -53,14 +53,17 @@ def test_one_and_two_workers_give_the_same_loss(small_corpus, tmp_path):
     At lr 2e-3 two runs of 8-step epochs differ by up to 0.6 whatever W (batch order, caption
     draws and crops are not seeded), so the curves are compared near initialisation (lr 1e-5),
     where the loss is about ln(64) = 4.16 with global negatives and ln(32) = 3.47 with local ones.
-    The exact identity (loss and gradients to 1e-5) is tests/test_objectives.py's.
+    Epoch means of 8 unseeded batches still differ: 0.10 at most in the runs seen here (one
+    full-suite run on a loaded machine: 4.449 vs 4.550), hence the 0.15 tolerance, well under
+    the 0.69 that local negatives would cost. The exact identity (loss and gradients to 1e-5) is
+    tests/test_objectives.py's.
     """
-    cfg, data = load_train_config(_config(tmp_path, small_corpus, optim={"batch_size": 64, "lr": 1e-5}), epochs=2)
+    cfg, data, _ = load_train_config(_config(tmp_path, small_corpus, optim={"batch_size": 64, "lr": 1e-5}), epochs=2)
     curves = {
         w: [m["loss/total"] for m in epoch_history(run_trial(cfg, data, workers=w, storage_path=str(tmp_path), name=f"w{w}"))]
         for w in (1, 2)
     }
-    assert all(abs(a - b) < 0.1 for a, b in zip(curves[1], curves[2])), curves
+    assert all(abs(a - b) < 0.15 for a, b in zip(curves[1], curves[2])), curves
     assert all(loss > 3.47 + 0.4 for loss in curves[2]), curves
 
 
@@ -99,7 +102,7 @@ def test_config_file_errors_name_the_path(tmp_path, small_corpus):
 def test_two_stage_with_pseudo_captions_trains_each_stage(small_corpus, tmp_path):
     """Paper D with MCIP: stage 1 (image side, arcface + pseudo-captions), then re-alignment."""
     config = _config(tmp_path, small_corpus, schedule={"kind": "two_stage", "stage1_epochs": 1, "pseudo_captions": True})
-    cfg, data = load_train_config(config, epochs=2)
+    cfg, data, _ = load_train_config(config, epochs=2)
     history = epoch_history(run_trial(cfg, data, workers=2, storage_path=str(tmp_path / "runs"), name="mcip"))
     assert [(m["epoch"], m["stage"]) for m in history] == [(1, "image"), (2, "realign")]
     assert {"loss/arcface", "loss/pseudo_caption"} <= set(history[0]) and "loss/clip" in history[1]
@@ -115,7 +118,7 @@ def test_cluster_negatives_and_hard_batches_train(small_corpus, tmp_path):
         negatives={"weighting": "cluster_both", "n_clusters_image": 8, "n_clusters_text": 8, "features": "current"},
         batching={"mode": "cluster_hard", "n_clusters": 6},
     )
-    cfg, data = load_train_config(config, epochs=2)
+    cfg, data, _ = load_train_config(config, epochs=2)
     history = epoch_history(run_trial(cfg, data, workers=2, storage_path=str(tmp_path / "runs"), name="hard"))
     assert [m["epoch"] for m in history] == [1, 2]
     assert all(math.isfinite(m["loss/total"]) and m["steps"] == (data.n_train // 2) // 32 for m in history)

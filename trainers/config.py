@@ -60,18 +60,22 @@ class ModelConfig(_Section):
 
     image_tower: ImageTower = "tiny_resnet"  # tiny_resnet: widths 16-32-64-128, for CPU runs
     image_size: int = 64
-    image_pretrained: str | None = None  # local torch state-dict file for the image tower
+    image_weights: str | None = None  # local torch state-dict file for the image tower
     text_tower: TextTower = "tiny_distilbert"  # tiny_*: 2 layers, hidden 128, for CPU runs
-    text_pretrained: str | None = None  # local directory of a transformers checkpoint
-    vocab_size: int = 2000  # ignored when text_pretrained is set (the checkpoint's own)
+    text_weights: str | None = None  # local directory of a transformers checkpoint
+    vocab_size: int = 2000  # ignored when text_weights is set (the checkpoint's own)
     max_length: int = 32
     embed_dim: int = 128
+
+    def tokenizer_dir(self, corpus_tokenizer: str) -> str:
+        """The tokenizer that fits the text tower: a pretrained checkpoint's own, else the corpus'."""
+        return self.text_weights or corpus_tokenizer
 
     def _validate(self) -> None:
         _check_range("model.image_size", self.image_size, 16)
         _check_range("model.embed_dim", self.embed_dim, 1)
         _check_range("model.max_length", self.max_length, 4)
-        for name in ("image_pretrained", "text_pretrained"):
+        for name in ("image_weights", "text_weights"):
             path = getattr(self, name)
             if path is not None and not os.path.exists(path):
                 raise ValueError(f"model.{name}={path!r}: no such path; pretrained weights load only from local disk")

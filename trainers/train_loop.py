@@ -33,7 +33,7 @@ from .data.shards import resolve_shards
 from .data.tokenizer import load_tokenizer
 from .evaluation.finalist import CHECKPOINT_FILE
 from .evaluation.metrics import top_k_scores
-from .evaluation.synthetic10 import evaluate_synthetic10, flatten, load_eval_set
+from .evaluation.suite import LoadedSuite, SuiteSettings, flatten
 from .models.dual_encoder import DualEncoder
 from .objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 from .objectives.clusters import cluster_hard_order, kmeans
@@ -49,7 +49,7 @@ class LoopSettings:
     n_train: int  # training items (equal split: each rank sees n_train // world of them)
     n_classes: int  # labels in the training data, 0 when it has none
     tokenizer_dir: str
-    heldout_dir: str | None = None  # synthetic10 held-out split; None: no benchmark
+    suite: dict[str, Any] | None = None  # `SuiteSettings` scored every epoch; None: no benchmark
     eval_tier: str = "cheap"
     resume_from: str | None = None  # checkpoint directory to continue from
     augment: dict[str, Any] | None = None  # `Preprocess` fields when batches arrive decoded, not augmented
@@ -104,9 +104,9 @@ class Trial:
         self.steps_per_epoch = (settings.n_train // self.world) // self.local_batch
         self.assignments: dict[str, tuple[int, int]] = {}
         self.batch_clusters: dict[str, int] = {}  # paper C's hard batching: id -> cluster of [u; v]
-        self.eval_set = None
-        if self.rank == 0 and settings.heldout_dir:
-            self.eval_set = load_eval_set(settings.heldout_dir, settings.eval_tier, self.cfg.model.image_size)
+        self.suite: LoadedSuite | None = None
+        if self.rank == 0 and settings.suite:
+            self.suite = LoadedSuite(SuiteSettings.from_dict(settings.suite), settings.eval_tier, self.cfg.model.image_size)
 
     # ---- clusters (paper B) --------------------------------------------------------------
 
@@ -370,10 +370,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if batching.mode == "cluster_hard" and (not trial.batch_clusters or epoch % batching.recluster_every == 0):
                 trial.recluster_batches()
             metrics = {"epoch": epoch + 1, "stage": stage.name, **trial.train_epoch(stage, optimizer, scheduler, params, epoch)}
-            if trial.eval_set is not None:
-                results = evaluate_synthetic10(
-                    trial.model, trial.eval_set, settings.tokenizer_dir, cfg.model.max_length, trial.device
-                )
+            if trial.suite is not None:
+                results, _ = trial.suite.score(trial.model, settings.tokenizer_dir, cfg.model.max_length, trial.device)
                 metrics.update(flatten(results))
             trial.report(metrics, trial.state(epoch + 1, stage_index, optimizer, scheduler, metrics))
         epoch = stage_end

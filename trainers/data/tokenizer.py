@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
@@ -55,10 +55,15 @@ def train_tokenizer(shard_paths: Sequence[str], out_dir: str, vocab_size: int = 
     The vocabulary holds the `vocab_size` most frequent words plus every character, so an
     unseen word splits into known pieces rather than `[UNK]`.
     """
+    return build_tokenizer(_captions(shard_paths), out_dir, vocab_size)
+
+
+def build_tokenizer(captions: Iterable[str], out_dir: str, vocab_size: int = 2000) -> PreTrainedTokenizerFast:
+    """`train_tokenizer` from any texts (e.g. prompts and captions of an evaluation set)."""
     tokenizer = Tokenizer(WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    vocab = _vocabulary(_captions(shard_paths), tokenizer, vocab_size)
+    vocab = _vocabulary(iter(captions), tokenizer, vocab_size)
     tokenizer.model = WordPiece(vocab, unk_token="[UNK]")
     tokenizer.decoder = decoders.WordPiece()
     tokenizer.post_processor = processors.TemplateProcessing(

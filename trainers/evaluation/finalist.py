@@ -14,7 +14,7 @@ import torch
 from ..config import TrialConfig
 from ..models.dual_encoder import DualEncoder
 from .metrics import ItemScores
-from .synthetic10 import load_eval_set, score_synthetic10
+from .suite import LoadedSuite, SuiteSettings
 
 CHECKPOINT_FILE = "trial.pt"  # what the train loop writes into each checkpoint directory
 
@@ -32,12 +32,12 @@ def load_weights(directory: str) -> dict[str, torch.Tensor]:
 
 
 def evaluate_weights(
-    trial: dict[str, Any], weights: dict[str, torch.Tensor], heldout_dir: str, tokenizer_dir: str, tier: str = "full"
+    trial: dict[str, Any], weights: dict[str, torch.Tensor], suite: dict[str, Any], tokenizer_dir: str, tier: str = "full"
 ) -> tuple[dict[str, dict[str, float]], dict[str, ItemScores]]:
-    """synthetic10 metrics and per-item primary scores of a trained model on `tier`."""
+    """A trained model's metrics and per-item primary scores on `tier` of `suite` (`SuiteSettings`)."""
     cfg = TrialConfig.from_dict(trial)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = DualEncoder(cfg.model, cfg.objective)
     model.load_state_dict(weights)
-    eval_set = load_eval_set(heldout_dir, tier, cfg.model.image_size)
-    return score_synthetic10(model.to(device), eval_set, tokenizer_dir, cfg.model.max_length, device)
+    loaded = LoadedSuite(SuiteSettings.from_dict(suite), tier, cfg.model.image_size)
+    return loaded.score(model.to(device), tokenizer_dir, cfg.model.max_length, device)

@@ -19,8 +19,8 @@ from ..data.loading import Preprocess
 from ..data.scenes import ATTRIBUTES, LABEL_NAMES, N_LONG_CAPTIONS
 from ..data.shards import resolve_shards
 from ..data.tokenizer import load_tokenizer
-from ..data.transforms import normalize
-from .metrics import ItemScores, class_embeddings, image_retrieval_r1, knn_accuracy, retrieval, zero_shot
+from .metrics import ItemScores
+from .tasks import encode_pixels, evaluating, score_retrieval, score_zero_shot, text_encoder
 
 CHEAP_SIZE = 256
 _POSITION_TEXT = ("on the left", "on the right", "at the top", "at the bottom", "in the center")
@@ -89,22 +89,6 @@ def load_eval_set(heldout: str, tier: str, image_size: int) -> EvalSet:
     return EvalSet(images, classes, columns["captions"])
 
 
-@torch.no_grad()
-def _encode_images(model: torch.nn.Module, images: np.ndarray, device: torch.device, batch: int) -> np.ndarray:
-    out = [model.encode_image(normalize(torch.from_numpy(images[i : i + batch]).to(device))) for i in range(0, len(images), batch)]
-    return torch.cat(out).float().cpu().numpy()
-
-
-@torch.no_grad()
-def _encode_texts(model, texts: list[str], tokenizer_dir: str, max_length: int, device, batch: int) -> np.ndarray:
-    tokenizer = load_tokenizer(tokenizer_dir)
-    out = []
-    for i in range(0, len(texts), batch):
-        tokens = tokenizer(texts[i : i + batch], padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
-        out.append(model.encode_text(tokens["input_ids"].to(device), tokens["attention_mask"].to(device)))
-    return torch.cat(out).float().cpu().numpy()
-
-
 def evaluate_synthetic10(
     model: torch.nn.Module,
     eval_set: EvalSet,
@@ -129,40 +113,24 @@ def score_synthetic10(
     batch_size: int = 512,
 ) -> tuple[dict[str, dict[str, float]], dict[str, ItemScores]]:
     """`evaluate_synthetic10`'s metrics plus each task's primary metric per item (for the bootstrap)."""
-    was_training = model.training
-    model.eval()
     device = torch.device(device)
-    image = _encode_images(model, eval_set.images, device, batch_size)
-    encode = lambda texts: _encode_texts(model, texts, tokenizer_dir, max_length, device, batch_size)  # noqa: E731
+    encode = text_encoder(model, load_tokenizer(tokenizer_dir), max_length, device, batch_size)
     results: dict[str, dict[str, float]] = {}
     items: dict[str, ItemScores] = {}
-    for task in ZERO_SHOT_TASKS:
-        prompts = [template.format(c) for c in task.class_texts for template in task.templates]
-        classes = class_embeddings(encode(prompts).reshape(len(task.class_texts), len(task.templates), -1))
-        labels = eval_set.classes[task.attribute]
-        metrics = zero_shot(image, classes, labels)
-        results[task.name] = {"primary": metrics["acc1"], **{k: metrics[k] for k in ("acc1", "acc5", "mean_per_class_recall")}}
-        items[task.name] = ItemScores.accuracy(metrics["correct1"])
-        if task.attribute == "label":  # paper D's image-side metrics, where labels exist
-            results[task.name]["image_r1"] = float(image_retrieval_r1(image, labels).mean())
-            results[task.name]["knn_acc"] = float(knn_accuracy(image, labels, image, labels, leave_one_out=True).mean())
-    for task in RETRIEVAL_TASKS:
-        per_image = [captions[task.first_caption : task.last_caption] for captions in eval_set.captions]
-        text_image = np.repeat(np.arange(len(per_image)), [len(c) for c in per_image])
-        metrics = retrieval(image, encode([c for cs in per_image for c in cs]), text_image)
-        results[task.name] = {"primary": metrics["mean_R@1"], **{k: v for k, v in metrics.items() if isinstance(v, float)}}
-        items[task.name] = ItemScores.retrieval(metrics["i2t_hit1"], metrics["t2i_hit1"], text_image)
-    model.train(was_training)
+    with evaluating(model):
+        image = encode_pixels(model, torch.from_numpy(eval_set.images).split(batch_size), device)
+        for task in ZERO_SHOT_TASKS:
+            # Paper D's image-side metrics where labels exist: the colour-shape pair is the label.
+            results[task.name], items[task.name] = score_zero_shot(
+                image, eval_set.classes[task.attribute], task.class_texts, task.templates, encode,
+                image_metrics=task.attribute == "label",
+            )
+        for task in RETRIEVAL_TASKS:
+            captions = [c[task.first_caption : task.last_caption] for c in eval_set.captions]
+            results[task.name], items[task.name] = score_retrieval(image, captions, encode)
     return results, items
 
 
 def chance_levels() -> dict[str, float]:
     """Expected primary metric of a random model (zero-shot: 1 / classes; retrieval: about 1 / N)."""
     return {t.name: 1 / len(t.class_texts) for t in ZERO_SHOT_TASKS}
-
-
-def flatten(results: dict[str, dict[str, float]], prefix: str = "bench") -> dict[str, float]:
-    """`{"bench/shape/acc1": ..., ...}` plus `bench/mean_primary`, for reports and MLflow."""
-    flat = {f"{prefix}/{task}/{name}": value for task, metrics in results.items() for name, value in metrics.items()}
-    flat[f"{prefix}/mean_primary"] = float(np.mean([m["primary"] for m in results.values()]))
-    return flat

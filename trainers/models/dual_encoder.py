@@ -25,8 +25,8 @@ class DualEncoder(nn.Module):
 
     def __init__(self, model: ModelConfig, objective: ObjectiveConfig) -> None:
         super().__init__()
-        self.image_tower, image_dim = build_image_tower(model.image_tower, model.image_pretrained)
-        self.text_tower = build_text_tower(model.text_tower, model.vocab_size, model.max_length, model.text_pretrained)
+        self.image_tower, image_dim = build_image_tower(model.image_tower, model.image_weights)
+        self.text_tower = build_text_tower(model.text_tower, model.vocab_size, model.max_length, model.text_weights)
         self.image_proj = nn.Linear(image_dim, model.embed_dim, bias=False)
         self.text_proj = nn.Linear(self.text_tower.out_dim, model.embed_dim, bias=False)
         init = torch.tensor(math.log(1.0 / objective.temperature))

@@ -65,11 +65,11 @@ def build_image_tower(name: str, pretrained_path: str | None = None) -> tuple[nn
         raise ValueError(f"model.image_tower={name!r}; allowed: tiny_resnet, {', '.join(_TORCHVISION)}")
     if pretrained_path is not None:
         if not os.path.isfile(pretrained_path):
-            raise ValueError(f"model.image_pretrained={pretrained_path!r}: no such file")
+            raise ValueError(f"model.image_weights={pretrained_path!r}: no such file")
         state = torch.load(pretrained_path, map_location="cpu", weights_only=True)
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the classifier is replaced
         try:
             tower.load_state_dict(state)
         except RuntimeError as e:
-            raise ValueError(f"model.image_pretrained={pretrained_path!r} does not fit {name}: {e}") from e
+            raise ValueError(f"model.image_weights={pretrained_path!r} does not fit {name}: {e}") from e
     return tower, dim

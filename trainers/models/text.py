@@ -55,8 +55,15 @@ def build_text_tower(name: str, vocab_size: int, max_length: int, pretrained_dir
     """
     if pretrained_dir is not None:
         if not os.path.isdir(pretrained_dir):
-            raise ValueError(f"model.text_pretrained={pretrained_dir!r}: no such directory")
-        return TextTower(AutoModel.from_pretrained(pretrained_dir, local_files_only=True))
+            raise ValueError(f"model.text_weights={pretrained_dir!r}: no such directory")
+        encoder = AutoModel.from_pretrained(pretrained_dir, local_files_only=True)
+        family = name.removeprefix("tiny_")
+        if encoder.config.model_type != family:
+            raise ValueError(
+                f"model.text_weights={pretrained_dir!r} holds a {encoder.config.model_type} checkpoint; "
+                f"model.text_tower={name!r} expects {family}"
+            )
+        return TextTower(encoder)
     if name not in _TINY:
         raise ValueError(f"model.text_tower={name!r}; allowed: {', '.join(_TINY)}")
     return TextTower(_TINY[name](vocab_size, max(max_length, 8)))

@@ -1,0 +1,156 @@
+"""The `paper10` suite: paper A's 8 zero-shot classification sets and 2 retrieval sets, on real data.
+
+Primary metrics as DESIGN.md: acc@1, except mean per-class recall for FGVC-Aircraft, Pets and
+Flowers-102; retrieval the mean of the two R@1. Tiers: `cheap` is a fixed, seeded,
+class-stratified subset of each classification test split (500 items by default) and a seeded
+subset of the retrieval test images (200 by default, all captions of each); `full` is the whole
+test split. Images are decoded by a DataLoader (workers for large splits) and embedded once per
+dataset per call; every task of a dataset shares them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.transforms import square_pixels
+from .datasets import DATASETS, ClassificationSet, RetrievalSet, check_root, load_dataset
+from .metrics import ItemScores
+from .tasks import encode_pixels, evaluating, score_retrieval, score_zero_shot, text_encoder
+
+TASK_NAMES = tuple(DATASETS)
+_SMALL = 256  # below this many images, decoding in the calling process beats starting workers
+
+
+@dataclass(frozen=True)
+class Paper10Settings:
+    """Where the datasets lie and how big the cheap tier is (the spec's `suite:` section)."""
+
+    roots: dict[str, str] = field(default_factory=dict)  # dataset name -> local root; absent = skipped
+    cheap_size: int = 500  # classification items per dataset in the cheap tier
+    cheap_retrieval_size: int = 200  # retrieval images per dataset in the cheap tier
+    seed: int = 0  # of the cheap subsets
+
+    def check(self) -> None:
+        """Raises `ValueError` for an unknown dataset, a root that does not hold it, or bad sizes."""
+        if not self.roots:
+            raise ValueError(f"suite.roots is empty; paper10 needs at least one of: {', '.join(DATASETS)}")
+        for name, root in self.roots.items():
+            check_root(name, root)
+        for name in ("cheap_size", "cheap_retrieval_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"suite.{name}={getattr(self, name)}; allowed: an integer >= 1")
+
+    def skipped(self) -> list[str]:
+        """The paper10 datasets that are not configured (reported, never silently dropped)."""
+        return [name for name in DATASETS if name not in self.roots]
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of `size` items whose class proportions follow `labels` (largest remainders).
+
+    Every class keeps floor(size * n_c / N) items, the leftover slots go to the classes with the
+    largest fractional parts; which items is a seeded draw. All items when size >= N.
+    """
+    if size >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = size * counts / len(labels)
+    quota = np.floor(exact).astype(int)
+    quota[np.argsort(-(exact - quota), kind="stable")[: size - quota.sum()]] += 1
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
+    return np.sort(np.concatenate(chosen))
+
+
+@dataclass(frozen=True)
+class TierSet:
+    """One dataset's items in a tier: the loaded split and the indices of the items kept."""
+
+    data: ClassificationSet | RetrievalSet
+    indices: np.ndarray
+
+
+def load_paper10(settings: Paper10Settings, tier: str) -> dict[str, TierSet]:
+    """Every configured dataset's test split restricted to `tier` (cheap or full).
+
+    Raises:
+        ValueError: an unknown tier, dataset or a root that does not hold its dataset.
+    """
+    if tier not in ("cheap", "full"):
+        raise ValueError(f"tier={tier!r}; allowed: cheap, full")
+    sets = {}
+    for name in DATASETS:  # the suite's own order, whatever order the spec lists roots in
+        if name not in settings.roots:
+            continue
+        data = load_dataset(name, settings.roots[name])
+        if tier == "full":
+            indices = np.arange(len(data))
+        elif isinstance(data, ClassificationSet):
+            indices = stratified_subset(data.labels, settings.cheap_size, settings.seed)
+        else:
+            rng = np.random.default_rng(settings.seed)
+            indices = np.sort(rng.permutation(len(data))[: settings.cheap_retrieval_size])
+        sets[name] = TierSet(data, indices)
+    return sets
+
+
+class _Pixels(Dataset):
+    """Items of a split as uint8 (3, S, S) squares: CLIP's resize-short-side + centre crop."""
+
+    def __init__(self, data: ClassificationSet | RetrievalSet, indices: np.ndarray, size: int) -> None:
+        self.data, self.indices, self.size = data, indices, size
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        # square_pixels returns a read-only transposed view of PIL's buffer: copy it contiguous.
+        return torch.from_numpy(np.ascontiguousarray(square_pixels(self.data.image(int(self.indices[i])), self.size)))
+
+
+def embed_images(
+    model: torch.nn.Module, tier_set: TierSet, image_size: int, device: torch.device, batch_size: int = 256,
+    num_workers: int | None = None,
+) -> np.ndarray:
+    """(N, D) image embeddings of a tier's items, decoded in a DataLoader."""
+    if num_workers is None:
+        num_workers = 0 if len(tier_set.indices) < _SMALL else min(4, os.cpu_count() or 1)
+    loader = DataLoader(
+        _Pixels(tier_set.data, tier_set.indices, image_size), batch_size=batch_size, num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    return encode_pixels(model, loader, device)
+
+
+def score_paper10(
+    model: torch.nn.Module,
+    sets: dict[str, TierSet],
+    tokenizer,
+    image_size: int,
+    max_length: int,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+) -> tuple[dict[str, dict[str, float]], dict[str, ItemScores]]:
+    """Metrics (with `primary`) and per-item primary scores of each configured dataset."""
+    device = torch.device(device)
+    encode = text_encoder(model, tokenizer, max_length, device, batch_size)
+    results: dict[str, dict[str, float]] = {}
+    items: dict[str, ItemScores] = {}
+    with evaluating(model):
+        for name, tier_set in sets.items():
+            image = embed_images(model, tier_set, image_size, device, batch_size)
+            data = tier_set.data
+            if isinstance(data, ClassificationSet):
+                results[name], items[name] = score_zero_shot(
+                    image, data.labels[tier_set.indices], data.classes, data.templates, encode,
+                    primary=DATASETS[name].primary, image_metrics=True,
+                )
+            else:
+                captions = [data.captions[i] for i in tier_set.indices]
+                results[name], items[name] = score_retrieval(image, captions, encode)
+    return results, items
