@@ -33,10 +33,13 @@ class ClassificationSet:
     """A zero-shot test split: `image(i)` decodes item i; `labels` index `classes`."""
 
     name: str
-    image: Callable[[int], Image.Image]
-    labels: np.ndarray  # (N,) int
+    source: Any  # the torchvision dataset: source[i] = (PIL image, its own target)
+    labels: np.ndarray  # (N,) int, in paper10.yaml's class order
     classes: tuple[str, ...]
     templates: tuple[str, ...]
+
+    def image(self, index: int) -> Image.Image:
+        return self.source[index][0].convert("RGB")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -106,7 +109,7 @@ def _checked(name: str, targets: list[int]) -> np.ndarray:
 
 def _classification(name: str, dataset: Any, labels: np.ndarray) -> ClassificationSet:
     entry = prompts()[name]
-    return ClassificationSet(name, lambda i: dataset[i][0].convert("RGB"), labels, entry["classes"], entry["templates"])
+    return ClassificationSet(name, dataset, labels, entry["classes"], entry["templates"])
 
 
 class _CIFAR10(tv.CIFAR10):
