@@ -18,7 +18,7 @@ from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.data.loading import Preprocess, to_torch
 from clipsweep.trainers.data.shards import resolve_shards
 from clipsweep.trainers.evaluation.suite import flatten
-from clipsweep.trainers.evaluation.synthetic10 import evaluate_synthetic10, load_eval_set
+from clipsweep.trainers.evaluation.synthetic10 import load_eval_set, score_synthetic10
 from clipsweep.trainers.models.dual_encoder import DualEncoder
 from clipsweep.trainers.objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 
@@ -55,7 +55,7 @@ def plain_epochs(cfg: TrialConfig, data: TrialData, tensors: dict[str, Any], eva
         trained = time.perf_counter() - start
         epoch = {"samples_per_s": steps * b / trained}
         if eval_set is not None:
-            epoch["score"] = flatten(evaluate_synthetic10(model, eval_set, data.tokenizer_dir, cfg.model.max_length))["bench/mean_primary"]
+            epoch["score"] = flatten(score_synthetic10(model, eval_set, data.tokenizer_dir, cfg.model.max_length)[0])["bench/mean_primary"]
         epoch["seconds"] = time.perf_counter() - start
         epochs.append(epoch)
     return epochs

@@ -12,8 +12,8 @@ from clipsweep.trainers.evaluation.suite import flatten
 from clipsweep.trainers.evaluation.synthetic10 import (
     TASK_NAMES,
     ZERO_SHOT_TASKS,
-    evaluate_synthetic10,
     load_eval_set,
+    score_synthetic10,
 )
 from clipsweep.trainers.models.dual_encoder import DualEncoder
 
@@ -39,7 +39,7 @@ def test_untrained_model_scores_every_task_in_range(small_corpus):
     cfg = TrialConfig()
     torch.manual_seed(0)
     model = DualEncoder(cfg.model, cfg.objective)
-    results = evaluate_synthetic10(model, load_eval_set(small_corpus.split_dir("heldout"), "full", 64), small_corpus.tokenizer_dir)
+    results, _ = score_synthetic10(model, load_eval_set(small_corpus.split_dir("heldout"), "full", 64), small_corpus.tokenizer_dir)
     assert set(results) == set(TASK_NAMES)
     for name, metrics in results.items():
         assert 0.0 <= metrics["primary"] <= 1.0, name

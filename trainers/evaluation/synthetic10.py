@@ -89,21 +89,6 @@ def load_eval_set(heldout: str, tier: str, image_size: int) -> EvalSet:
     return EvalSet(images, classes, columns["captions"])
 
 
-def evaluate_synthetic10(
-    model: torch.nn.Module,
-    eval_set: EvalSet,
-    tokenizer_dir: str,
-    max_length: int = 32,
-    device: torch.device | str = "cpu",
-    batch_size: int = 512,
-) -> dict[str, dict[str, float]]:
-    """Metrics of the 10 tasks; each task's dict holds `primary` and its named metrics.
-
-    The images are embedded once and shared by all tasks.
-    """
-    return score_synthetic10(model, eval_set, tokenizer_dir, max_length, device, batch_size)[0]
-
-
 def score_synthetic10(
     model: torch.nn.Module,
     eval_set: EvalSet,
@@ -112,7 +97,8 @@ def score_synthetic10(
     device: torch.device | str = "cpu",
     batch_size: int = 512,
 ) -> tuple[dict[str, dict[str, float]], dict[str, ItemScores]]:
-    """`evaluate_synthetic10`'s metrics plus each task's primary metric per item (for the bootstrap)."""
+    """Metrics of the 10 tasks (each with `primary`) and each task's primary metric per item (for
+    the bootstrap). The images are embedded once and shared by all tasks."""
     device = torch.device(device)
     encode = text_encoder(model, load_tokenizer(tokenizer_dir), max_length, device, batch_size)
     results: dict[str, dict[str, float]] = {}
