@@ -11,10 +11,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +36,12 @@ from clipsweep.trainers.evaluation.suite import flatten
 from .finalists import choose_finalists, evaluate_finalists
 from .leaderboard import ARTIFACT_DIR, Leaderboard, Scores, load_scores, log_to_runs, rank_scores, save_scores
 from .plots import save_plot, variant_labels
-from .preflight import check_sweep
+from .preflight import check_sweep, check_tracking
 from .report import write_reports
 from .spec import SweepSpec
 from .tracking import OVERRIDES_TAG, PARENT_TAG, REASON_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG, MlflowTracker
-from .trial import TrialData
-from .tune import SCORE, ResourcePlan, build_tuner, experiment_name, plan_resources, start_ray
+from .trial import TrialData, absolute_path
+from .tune import SCORE, ResourcePlan, build_tuner, experiment_name, experiment_path, plan_resources, restore_tuner, start_ray
 
 PATH_TAG = "clipsweep.path"  # on the parent run: the Tune experiment folder
 LEADERBOARD_TAG = "clipsweep.leaderboard"  # on the parent run, when there was nothing to rank
@@ -52,12 +56,35 @@ class Sweep:
         >>> result = sweep.run()                                    # doctest: +SKIP
     """
 
-    def __init__(self, spec: SweepSpec) -> None:
+    def __init__(self, spec: SweepSpec, resuming: SweepResult | None = None) -> None:
         self.spec = spec
+        self.resuming = resuming  # the interrupted sweep `.run()` continues, if any
 
     @classmethod
     def from_yaml(cls, path: str) -> Sweep:
         return cls(SweepSpec.from_yaml(path))
+
+    @classmethod
+    def restore(cls, path: str) -> Sweep:
+        """An interrupted sweep (driver killed, Ctrl-C, SIGTERM), to continue with `.run()`:
+        finished trials are kept, unfinished ones resume from their checkpoints, and the same
+        MLflow parent run goes on.
+
+        Args:
+            path: the sweep's experiment folder, or its storage path (the newest sweep there).
+
+        Raises:
+            FileNotFoundError: no clipsweep sweep at `path`.
+            SpecError: its MLflow store does not answer.
+            ValueError: the sweep finished, or left no Tune state to resume.
+        """
+        record = SweepResult.load(path)
+        check_tracking(record.tracking_uri)
+        if record.status() == "completed":
+            raise ValueError(f"--resume {path}: sweep {record.experiment} already completed; nothing to resume")
+        if not tune.Tuner.can_restore(record.path):
+            raise ValueError(f"--resume {path}: {record.path} holds no Tune experiment state to resume from")
+        return cls(record.spec(), resuming=record)
 
     def plan(self) -> ResourcePlan:
         """The resource plan against the connected cluster, or for a local Ray on this machine."""
@@ -73,36 +100,89 @@ class Sweep:
         Args:
             callbacks: extra Tune callbacks (the CLI's live table is one).
             quiet: keep Ray workers' logs off this console.
-            console: where to print the finalists' progress (nowhere when None).
+            console: where to print the resource plan and the finalists' progress (nowhere when None).
 
         Raises:
             SpecError, ValueError, DataFormatError: bad input, before Ray starts.
         """
-        spec = self.spec
+        # Paths absolute, and the data checked, before Ray: from there on nothing may depend on
+        # the working directory (see `steady_cwd`).
+        spec = dataclasses.replace(
+            self.spec, storage_path=absolute_path(self.spec.storage_path), tracking_uri=_absolute_sqlite(self.spec.tracking_uri)
+        )
         data = check_sweep(spec)
+        with steady_cwd():
+            return self._run_checked(spec, data, callbacks or [], quiet, console)
+
+    def _run_checked(
+        self, spec: SweepSpec, data: TrialData, callbacks: list[tune.Callback], quiet: bool, console: Console | None
+    ) -> SweepResult:
         if os.environ.get("RAY_ADDRESS") and not ray.is_initialized():
             start_ray(self.plan(), quiet)  # joins the cluster; the plan below reads its resources
         plan = self.plan()
         start_ray(plan, quiet)
-        experiment = experiment_name(spec)
-        tracker = MlflowTracker(spec, experiment, _plan_params(plan))
-        tuner = build_tuner(spec, data, plan, experiment, [tracker, *(callbacks or [])])
+        if console is not None:
+            console.print(plan.describe(spec))
+        if self.resuming is None:
+            experiment = experiment_name(spec)
+            tracker = MlflowTracker(spec, experiment, _plan_params(plan))
+            result = SweepResult(spec.tracking_uri, tracker.parent_id, experiment, experiment_path(spec, experiment))
+            _write_record(result)  # from now on `--resume` finds the sweep
+            tracker.client.set_tag(tracker.parent_id, PATH_TAG, result.path)
+            tuner = build_tuner(spec, data, plan, experiment, [tracker, *callbacks])
+        else:
+            result = self.resuming
+            tracker = MlflowTracker(spec, result.experiment, parent_id=result.mlflow_parent_run_id)
+            tuner = restore_tuner(spec, data, result.path, [tracker, *callbacks])
         try:
-            grid = tuner.fit()
+            with sigterm_as_sigint():
+                grid = tuner.fit()
         except BaseException:  # a second Ctrl-C, or Tune itself failing: nothing stays RUNNING
             tracker.finish([], interrupted=True)
             raise
         # Trials still open after fit() never finished: Tune returns that way after Ctrl-C.
         tracker.finish([_summary(r) for r in grid], interrupted=bool(tracker.open))
-        result = SweepResult(_absolute_sqlite(spec.tracking_uri), tracker.parent_id, experiment, grid.experiment_path)
-        _write_record(result)
-        tracker.client.set_tag(tracker.parent_id, PATH_TAG, result.path)
         if result.status() == "completed":  # after Ctrl-C: `clipsweep leaderboard` builds it later
             try:
                 result.build_leaderboard(console, data)
             except ValueError as e:  # nothing to rank (every trial failed): the trials stay recorded
                 tracker.client.set_tag(tracker.parent_id, LEADERBOARD_TAG, f"not built: {e}"[:500])
         return result
+
+
+@contextlib.contextmanager
+def steady_cwd() -> Iterator[None]:
+    """Runs the body from the temp folder, back to the working directory after if it still exists.
+
+    A `ray job submit --working-dir` driver starts in Ray's copy of that folder, and Ray replaces
+    the copy once the driver joins the cluster (measured here: `os.getcwd()` fails within
+    seconds of `ray.init`); Tune's end of `fit` and MLflow's SQLite store call `os.getcwd()`.
+    """
+    try:
+        before: str | None = os.getcwd()
+    except FileNotFoundError:  # already replaced
+        before = None
+    os.chdir(tempfile.gettempdir())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, TypeError):  # gone: stay where we are
+            os.chdir(before)
+
+
+@contextlib.contextmanager
+def sigterm_as_sigint() -> Iterator[None]:
+    """SIGTERM (`ray job stop`, a scheduler ending the job, `kill`) stops the sweep the way
+    Ctrl-C does: Tune's SIGINT handler ends the trials and the open MLflow runs become KILLED.
+    (Python's default for SIGTERM exits at once and would leave them RUNNING.)"""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _summary(result: Any) -> dict[str, Any]:
@@ -271,11 +351,13 @@ class SweepResult:
 
 
 def _filesystem(path: str) -> tuple[pyarrow.fs.FileSystem, str]:
-    return pyarrow.fs.FileSystem.from_uri(path if "://" in path else os.path.abspath(path))
+    return pyarrow.fs.FileSystem.from_uri(absolute_path(path))
+
 
 
 def _write_record(result: SweepResult) -> None:
     fs, root = _filesystem(result.path)
+    fs.create_dir(root, recursive=True)
     with fs.open_output_stream(f"{root}/{RECORD_FILE}") as f:
         f.write(json.dumps(dataclasses.asdict(result), indent=1).encode())
 

@@ -52,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     try:
         args.func(args, console)
-    except (DataFormatError, ValueError) as e:
+    except (DataFormatError, ValueError, FileNotFoundError) as e:
+        if args.verbose:
+            Console(stderr=True).print_exception()
         # soft_wrap: a path in the message must stay on one line, copyable.
         Console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(e))}", soft_wrap=True)
         return 2

@@ -94,6 +94,18 @@ class Resources:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     driver_cpus: float = 1.0
+    # Custom Ray resources the driver also reserves, e.g. {clipsweep_driver: 1} with the head
+    # node started with that resource: keeps trial drivers on the head, off the GPU workers.
+    driver_resources: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FailureSettings:
+    """Ray Train's `FailureConfig`: how often a trial's worker group is restarted from its last
+    checkpoint after a worker dies (spot node lost, OOM) before the trial counts as failed.
+    0 (Ray's default): a failing trial fails at once, as a diverging one should."""
+
+    max_failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,6 +159,7 @@ class SweepSpec:
     search: SearchSettings = field(default_factory=SearchSettings)
     asha: AshaSettings = field(default_factory=AshaSettings)
     resources: Resources = field(default_factory=Resources)
+    failure_config: FailureSettings = field(default_factory=FailureSettings)
     leaderboard: LeaderboardSettings = field(default_factory=LeaderboardSettings)
     storage_path: str = "./clipsweep_results"
     tracking_uri: str = "sqlite:///mlruns.db"
@@ -215,6 +228,7 @@ class SweepSpec:
             search=_section(SearchSettings, doc.get("search"), "search", source),
             asha=_section(AshaSettings, doc.get("asha"), "asha", source),
             resources=_section(Resources, doc.get("resources"), "resources", source),
+            failure_config=_section(FailureSettings, doc.get("failure_config"), "failure_config", source),
             leaderboard=_section(LeaderboardSettings, doc.get("leaderboard"), "leaderboard", source),
             storage_path=_typed(doc.get("storage_path", "./clipsweep_results"), str, "storage_path", source),
             tracking_uri=_typed(mlflow.get("tracking_uri", "sqlite:///mlruns.db"), str, "mlflow.tracking_uri", source),
@@ -237,6 +251,7 @@ class SweepSpec:
             "search": dataclasses.asdict(self.search),
             "asha": dataclasses.asdict(self.asha),
             "resources": dataclasses.asdict(self.resources),
+            "failure_config": dataclasses.asdict(self.failure_config),
             "leaderboard": dataclasses.asdict(self.leaderboard),
             "storage_path": self.storage_path,
             "mlflow": {"tracking_uri": self.tracking_uri},
@@ -261,7 +276,7 @@ def _plain(value: Any) -> Any:
 
 _TOP_KEYS = (
     "name", "data", "suite", "trial", "search_space", "points_to_evaluate",
-    "search", "asha", "resources", "leaderboard", "storage_path", "mlflow",
+    "search", "asha", "resources", "failure_config", "leaderboard", "storage_path", "mlflow",
 )  # fmt: skip
 
 
@@ -454,6 +469,11 @@ def _check_spec(spec: SweepSpec) -> None:
     for name in ("cpus_per_worker", "driver_cpus", "gpus_per_worker"):
         if getattr(r, name) < 0:
             raise SpecError(f"{s}: resources.{name}={getattr(r, name)}; allowed: >= 0")
+    for name, amount in r.driver_resources.items():
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount <= 0:
+            raise SpecError(f"{s}: resources.driver_resources.{name}={amount!r}; allowed: a number > 0")
+    if spec.failure_config.max_failures < -1:
+        raise SpecError(f"{s}: failure_config.max_failures={spec.failure_config.max_failures}; allowed: >= 0, or -1 (retry forever)")
     board = spec.leaderboard
     if board.finalists < 1:
         raise SpecError(f"{s}: leaderboard.finalists={board.finalists}; allowed: >= 1 (the baseline is added to them)")

@@ -35,6 +35,10 @@ def add_sweep_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--storage", help="override storage_path (a local folder or any fsspec URI)")
     run.add_argument("--tracking-uri", help="override mlflow.tracking_uri (sqlite:///FILE or http://SERVER)")
     run.add_argument("--num-samples", type=int, help="override search.num_samples")
+    run.add_argument(
+        "--resume", metavar="PATH",
+        help="continue an interrupted sweep: its experiment folder, or its storage path (the newest sweep there)",
+    )  # fmt: skip
     run.set_defaults(func=run_command)
     validate = subparsers.add_parser("validate", help="check a sweep spec (and its data, storage, MLflow) without running it")
     validate.add_argument("space", help="sweep spec YAML")
@@ -81,9 +85,17 @@ def validate_command(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_command(args: argparse.Namespace, console: Console) -> None:
-    spec = load_spec(args)
-    sweep = Sweep(spec)
-    console.print(f"[bold]{spec.name}[/bold] ({spec.source}): {sweep.plan().describe(spec)}")
+    if args.resume:
+        given = [f"--{name.replace('_', '-')}" for name in ("space", "storage", "tracking_uri", "num_samples") if getattr(args, name)]
+        if given:
+            raise ValueError(f"--resume {args.resume} continues the sweep as it was launched; drop {', '.join(given)}")
+        sweep = Sweep.restore(args.resume)
+        spec = sweep.spec
+        console.print(f"resuming {sweep.resuming.experiment} (MLflow parent run {sweep.resuming.mlflow_parent_run_id})")
+    else:
+        spec = load_spec(args)
+        sweep = Sweep(spec)
+    console.print(f"[bold]{spec.name}[/bold] ({spec.source})")  # the plan follows once Ray is up
     console.print(f"searching {', '.join(p.field for p in spec.params)}; ASHA on {spec.suite.name}/{spec.suite.tier}")
     if note := spec.suite.settings(None).skipped_note():
         console.print(note)
@@ -105,6 +117,7 @@ def run_command(args: argparse.Namespace, console: Console) -> None:
     console.print(f"  mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
     console.print(f"reopen in Python: SweepResult.load({result.path!r})", soft_wrap=True)
     if result.status() == "killed":
+        console.print(f"continue it with: clipsweep run --resume {result.path}", soft_wrap=True)
         raise KeyboardInterrupt  # the CLI's exit status says the sweep did not finish
 
 

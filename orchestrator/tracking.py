@@ -24,7 +24,7 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from .spec import SweepSpec
-from .tune import FINAL_STAGE_SCORE, SCORE, end_status, overrides_of, trial_label
+from .tune import DRIVER_NODE, FINAL_STAGE_SCORE, SCORE, TRAIN_NODES, end_status, overrides_of, trial_label
 
 STATUS_TAG = "clipsweep.status"  # completed | stopped_early | failed | killed
 ROLE_TAG = "clipsweep.role"  # baseline | search
@@ -33,6 +33,9 @@ TRIAL_ID_TAG = "clipsweep.trial_id"
 SWEEP_TAG = "clipsweep.sweep"
 PARENT_TAG = "mlflow.parentRunId"
 OVERRIDES_TAG = "clipsweep.overrides"  # JSON {dotted field: value}: what differs from the baseline
+NODES_TAG = "clipsweep.train_nodes"  # Ray node ids the trial's Train workers ran on
+DRIVER_NODE_TAG = "clipsweep.driver_node"  # Ray node id of the trial's driver
+BEST_CHECKPOINT_TAG = "clipsweep.best_checkpoint"  # storage path of the best-scoring epoch's checkpoint
 
 # Keys Tune adds to every result: bookkeeping, not metrics of the trial.
 _TUNE_KEYS = {
@@ -74,26 +77,65 @@ class MlflowTracker(tune.Callback):
         resources: the resolved resource plan, logged on the parent as params.
     """
 
-    def __init__(self, spec: SweepSpec, experiment: str, resources: dict[str, Any]) -> None:
+    def __init__(
+        self, spec: SweepSpec, experiment: str, resources: dict[str, Any] | None = None, parent_id: str | None = None
+    ) -> None:
         self.spec = spec
         self.client = MlflowClient(tracking_uri=spec.tracking_uri)
-        found = self.client.get_experiment_by_name(spec.name)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(spec.name)
-        parent = self.client.create_run(
-            self.experiment_id, run_name=experiment, tags={SWEEP_TAG: experiment, ROLE_TAG: "sweep"}
-        )
-        self.parent_id = parent.info.run_id
         self.children: dict[str, str] = {}  # Tune trial id -> MLflow run id
         self.open: set[str] = set()  # trials whose child run is still RUNNING
         self.best: dict[str, tuple[float, str | None]] = {}  # trial id -> (best score, its checkpoint)
         self.planned: dict[str, int] = {}  # trial id -> epochs its config trains
+        self.nodes: dict[str, set[str]] = {}  # trial id -> Ray node ids its Train workers ran on
+        if parent_id is None:
+            self.parent_id = self._start_parent(experiment, resources or {})
+        else:
+            self.parent_id = parent_id
+            self._reattach()
+
+    def _start_parent(self, experiment: str, resources: dict[str, Any]) -> str:
+        found = self.client.get_experiment_by_name(self.spec.name)
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(self.spec.name)
+        parent = self.client.create_run(
+            self.experiment_id, run_name=experiment, tags={SWEEP_TAG: experiment, ROLE_TAG: "sweep", STATUS_TAG: "running"}
+        )
+        spec = self.spec
         params = {f"resources.{k}": v for k, v in resources.items()}
         params.update({"search.num_samples": spec.search.num_samples, "search.seed": spec.search.seed,
                        "asha.grace_period": spec.asha.grace_period, "asha.reduction_factor": spec.asha.reduction_factor,
-                       "asha.max_t": spec.max_t, "suite": f"{spec.suite.name}/{spec.suite.tier}"})  # fmt: skip
-        self._log_params(self.parent_id, params)
-        self.client.log_dict(self.parent_id, spec.search_space_dict(), "search_space.json")
-        self.client.log_text(self.parent_id, yaml.safe_dump(spec.to_doc(), sort_keys=False), "sweep.yaml")
+                       "asha.max_t": spec.max_t, "suite": f"{spec.suite.name}/{spec.suite.tier}",
+                       "failure_config.max_failures": spec.failure_config.max_failures})  # fmt: skip
+        self._log_params(parent.info.run_id, params)
+        self.client.log_dict(parent.info.run_id, spec.search_space_dict(), "search_space.json")
+        self.client.log_text(parent.info.run_id, yaml.safe_dump(spec.to_doc(), sort_keys=False), "sweep.yaml")
+        return parent.info.run_id
+
+    def _reattach(self) -> None:
+        """Continues a sweep's parent run after `--resume`: what MLflow holds is the truth.
+
+        Tune's saved state can be seconds older than the store (the driver may have died right
+        after a trial started or ended), so the children are read back from MLflow: each trial
+        keeps its run (no duplicates), and runs left RUNNING stay open until their trial ends or
+        the sweep does.
+        """
+        parent = self.client.get_run(self.parent_id)
+        self.experiment_id = parent.info.experiment_id
+        self.client.update_run(self.parent_id, status="RUNNING")
+        self.client.set_tag(self.parent_id, STATUS_TAG, "running")
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_id}'", max_results=10_000
+        )
+        for run in runs:
+            trial_id, tags = run.data.tags[TRIAL_ID_TAG], run.data.tags
+            self.children[trial_id] = run.info.run_id
+            self.planned[trial_id] = self.spec.config_for(json.loads(tags.get(OVERRIDES_TAG, "{}"))).optim.epochs
+            if run.info.status == "RUNNING":
+                self.open.add(trial_id)
+            if SCORE in run.data.metrics:
+                history = self.client.get_metric_history(run.info.run_id, SCORE)
+                self.best[trial_id] = (max(m.value for m in history), tags.get(BEST_CHECKPOINT_TAG))
+            if tags.get(NODES_TAG):
+                self.nodes[trial_id] = set(tags[NODES_TAG].split(","))
 
     # Tune pickles its callbacks into the experiment state (for `--resume`); the client holds
     # locks and connections, so it is rebuilt from the URI instead.
@@ -107,7 +149,11 @@ class MlflowTracker(tune.Callback):
     # ---- Tune callback hooks (driver process, called one at a time) -------------------------
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        if trial.trial_id in self.children:  # a restarted trial keeps its run
+        if trial.trial_id in self.children:  # a restarted or resumed trial keeps its run
+            if trial.trial_id not in self.open:  # closed as KILLED by a Ctrl-C, now running again
+                self.client.update_run(self.children[trial.trial_id], status="RUNNING")
+                self.client.set_tag(self.children[trial.trial_id], STATUS_TAG, "running")
+                self.open.add(trial.trial_id)
             return
         role = trial.config.get("role", "search")
         cfg = self.spec.config_for(overrides_of(trial.config))
@@ -136,11 +182,19 @@ class MlflowTracker(tune.Callback):
             if key not in _TUNE_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value)
         ]  # fmt: skip
-        self.client.log_batch(run_id, metrics=metrics)
+        tags = []
+        if result.get(TRAIN_NODES):
+            nodes = self.nodes.setdefault(trial.trial_id, set())
+            if not nodes.issuperset(result[TRAIN_NODES].split(",")):  # a restarted worker may move
+                nodes.update(result[TRAIN_NODES].split(","))
+                tags += [RunTag(NODES_TAG, ",".join(sorted(nodes))), RunTag(DRIVER_NODE_TAG, result[DRIVER_NODE])]
         if SCORE in result:
             best, _ = self.best.get(trial.trial_id, (-math.inf, None))
             if result[SCORE] > best:
                 self.best[trial.trial_id] = (result[SCORE], result.get("checkpoint_path"))
+                if result.get("checkpoint_path"):  # kept in MLflow too: a resumed sweep reads it back
+                    tags.append(RunTag(BEST_CHECKPOINT_TAG, result["checkpoint_path"]))
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         run_id = self.children.get(trial.trial_id)
@@ -169,7 +223,8 @@ class MlflowTracker(tune.Callback):
     # ---- end of the sweep --------------------------------------------------------------------
 
     def finish(self, trials_table: list[dict[str, Any]], interrupted: bool) -> None:
-        """Closes the parent (and any child still open: KILLED, as after Ctrl-C)."""
+        """Closes the parent (and any child still open: KILLED, as after Ctrl-C or a trial that
+        a resumed sweep did not run again)."""
         for trial_id in sorted(self.open):
             run_id = self.children[trial_id]
             self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, "killed")])

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import ray
 import ray.train
 import torch
-from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from clipsweep.trainers.config import TrialConfig
@@ -50,6 +50,10 @@ class TrialData:
         Raises:
             DataFormatError: a path that does not exist or a shard of the wrong layout.
         """
+        # Absolute from here on: trials run in other processes (and a Ray job's driver may
+        # lose its working directory, see `api.steady_cwd`), which resolve relative paths elsewhere.
+        train, tokenizer_dir = absolute_path(train), absolute_path(tokenizer_dir)
+        heldout = absolute_path(heldout) if heldout is not None else None
         files = resolve_shards(train)
         if heldout is not None:
             needed = ["captions", "label", *ATTRIBUTES]
@@ -74,6 +78,11 @@ class TrialData:
         """The embedded default corpus, generated into the cache on first use."""
         corpus = ensure_synthetic(cache_dir, n=n, seed=seed, image_size=image_size)
         return cls.from_paths(corpus.split_dir("train"), corpus.tokenizer_dir, corpus.split_dir("heldout"))
+
+
+def absolute_path(path: str) -> str:
+    """A local path made absolute; a URI (`s3://...`) as it is."""
+    return path if "://" in path else os.path.abspath(path)
 
 
 _DATA_KEYS = ("synthetic", "train", "tokenizer", "heldout")
@@ -177,6 +186,7 @@ def run_trial(
     eval_tier: str = "cheap",
     callbacks: list[ray.train.UserCallback] | None = None,
     suite: SuiteSettings | None = None,
+    max_failures: int = 0,
 ) -> ray.train.Result:
     """Fits one trial with Ray Train; every epoch's metrics come back with its checkpoint.
 
@@ -194,6 +204,8 @@ def run_trial(
         callbacks: Ray Train callbacks; default prints one line per epoch (`EpochLog`).
         suite: the benchmark scored each epoch; default synthetic10 on the data's held-out split
             (none when the data has none).
+        max_failures: restarts of the worker group from its last checkpoint after a worker
+            dies (Ray Train's `FailureConfig`); -1 retries forever.
 
     Raises:
         ValueError: bad input, before any worker starts.
@@ -238,6 +250,7 @@ def run_trial(
             name=name,
             storage_path=storage_path,
             checkpoint_config=CheckpointConfig(num_to_keep=None),  # every epoch: its metrics are the history
+            failure_config=FailureConfig(max_failures=max_failures),
             callbacks=[EpochLog()] if callbacks is None else callbacks,
         ),
     )

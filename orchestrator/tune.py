@@ -9,6 +9,7 @@ inside the cluster (`plan_resources`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -24,13 +25,16 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from clipsweep.trainers.schedules import stage_plan
+from clipsweep.trainers.train_loop import NODE_KEY
 
 from .spec import SweepSpec
-from .trial import TrialData, run_trial
+from .trial import TrialData, absolute_path, run_trial
 
 SCORE = "score"  # cheap-tier mean primary metric, every epoch: what Optuna learns from
 FINAL_STAGE_SCORE = "final_stage_score"  # the same in final-stage epochs (NaN before): what ASHA compares
 FINAL_STAGE_EPOCH = "final_stage_epoch"  # epochs into the final stage: ASHA's clock (absent before it)
+TRAIN_NODES = "train_nodes"  # comma-separated Ray node ids of the epoch's Train workers
+DRIVER_NODE = "driver_node"  # Ray node id of the trial's driver (the Tune trainable)
 DATA_CPUS = 2  # logical CPUs kept free for Ray Data's decode tasks (with none, no epoch starts)
 
 
@@ -42,6 +46,7 @@ class ResourcePlan:
     gpus_per_trial: float
     max_concurrent: int
     ray_cpus: int | None  # logical CPUs for a local Ray we start; None when one is connected
+    ray_resources: dict[str, float] = dataclasses.field(default_factory=dict)  # custom ones for that local Ray
 
     def describe(self, spec: SweepSpec) -> str:
         r = spec.resources
@@ -74,7 +79,9 @@ def plan_resources(spec: SweepSpec, cluster: dict[str, float] | None = None, cor
         # Workers compute, drivers mostly wait: concurrency follows the cores the workers use.
         slots = max(1, int(cores // max(r.workers_per_trial * r.cpus_per_worker, 1e-9)))
         concurrent = max(1, min(wanted or slots, spec.search.num_samples))
-        return ResourcePlan(cpus, gpus, concurrent, max(cores, math.ceil(concurrent * cpus) + DATA_CPUS))
+        # A local Ray plays the head node: it holds the drivers' custom resources.
+        custom = {name: concurrent * amount for name, amount in r.driver_resources.items()}
+        return ResourcePlan(cpus, gpus, concurrent, max(cores, math.ceil(concurrent * cpus) + DATA_CPUS), custom)
     available = cluster.get("CPU", 0.0) - DATA_CPUS
     if cpus > available:
         raise ValueError(
@@ -90,6 +97,13 @@ def plan_resources(spec: SweepSpec, cluster: dict[str, float] | None = None, cor
                 f"gpus_per_worker={r.gpus_per_worker:g}); allowed: at most the cluster's {cluster.get('GPU', 0):g}"
             )
         slots = min(slots, int(cluster["GPU"] // gpus))
+    for name, amount in r.driver_resources.items():
+        if amount > cluster.get(name, 0.0):
+            raise ValueError(
+                f"resources.driver_resources.{name}={amount:g}; allowed: at most the cluster's {cluster.get(name, 0):g} "
+                f"(start the head node with `ray start --head --resources='{{\"{name}\": 64}}'`, or drop the field)"
+            )
+        slots = min(slots, int(cluster[name] // amount))
     concurrent = max(1, min(wanted or slots, slots, spec.search.num_samples))
     return ResourcePlan(cpus, gpus, concurrent, None)
 
@@ -182,14 +196,20 @@ class ScoreReport(TuneReportCallback):
     image tower against a frozen text tower). Its clock, `final_stage_epoch`, is absent from
     earlier epochs, and ASHA skips results without its clock; `final_stage_score` is there as
     NaN because Tune insists every result carries the scheduler's metric.
+
+    It also says where the trial ran: the driver's node (this object is built in the trainable)
+    and every rank's node (Tune would otherwise see only rank 0's report).
     """
 
     def __init__(self, final_stage_start: int) -> None:
         super().__init__()
         self.final_stage_start = final_stage_start  # epochs before the final stage
+        self.driver_node = ray.get_runtime_context().get_node_id()
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
         first = dict(metrics[0])
+        first[TRAIN_NODES] = ",".join(sorted({m[NODE_KEY] for m in metrics if NODE_KEY in m}))
+        first[DRIVER_NODE] = self.driver_node
         if "bench/mean_primary" in first:
             first[SCORE] = first["bench/mean_primary"]
             first[FINAL_STAGE_SCORE] = math.nan
@@ -227,6 +247,7 @@ def train_trial(config: dict[str, Any], spec: SweepSpec, data: TrialData, train_
         eval_tier=spec.suite.tier,
         callbacks=[ScoreReport(cfg.optim.epochs - stage_plan(cfg)[-1].epochs)],
         suite=spec.suite.settings(data.heldout),
+        max_failures=spec.failure_config.max_failures,
     )
 
 
@@ -249,10 +270,7 @@ def build_tuner(
         grace_period=spec.asha.grace_period,
         reduction_factor=spec.asha.reduction_factor,
     )
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, spec=spec, data=data, train_storage=f"{_absolute(spec.storage_path).rstrip('/')}/{experiment}/train"),
-        {"cpu": spec.resources.driver_cpus},
-    )
+    trainable = _trainable(spec, data, experiment)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -263,7 +281,7 @@ def build_tuner(
         ),
         run_config=tune.RunConfig(
             name=experiment,
-            storage_path=_absolute(spec.storage_path),
+            storage_path=absolute_path(spec.storage_path),
             callbacks=callbacks,
             verbose=0,  # the CLI's live table is the progress
             failure_config=tune.FailureConfig(max_failures=0),  # a failing trial is recorded, not retried
@@ -271,13 +289,39 @@ def build_tuner(
     )
 
 
+def restore_tuner(spec: SweepSpec, data: TrialData, path: str, callbacks: list[tune.Callback]) -> tune.Tuner:
+    """The Tuner of an interrupted sweep (`clipsweep run --resume`), continuing where it stopped.
+
+    Finished and failed trials stay as they were (their records are final); unfinished ones run
+    again under their old trial ids, and each one's Train run restores from its last checkpoint
+    in storage (Ray Train V2 resumes a run whose name exists there), so no epoch is redone.
+    """
+    experiment = path.rstrip("/").rsplit("/", 1)[-1]
+    tuner = tune.Tuner.restore(
+        path, trainable=_trainable(spec, data, experiment), resume_unfinished=True, resume_errored=False
+    )
+    # Tune restores the callbacks pickled at launch; this process's own replace them (the
+    # tracker reattached to the parent run, the progress table on this console).
+    tuner._local_tuner.get_run_config().callbacks = callbacks
+    return tuner
+
+
+def _trainable(spec: SweepSpec, data: TrialData, experiment: str) -> Any:
+    train_storage = f"{experiment_path(spec, experiment)}/train"
+    return tune.with_resources(
+        tune.with_parameters(train_trial, spec=spec, data=data, train_storage=train_storage),
+        {"cpu": spec.resources.driver_cpus, **spec.resources.driver_resources},
+    )
+
+
+def experiment_path(spec: SweepSpec, experiment: str) -> str:
+    """The Tune experiment folder of a launch: `<storage_path>/<experiment>` (absolute or a URI)."""
+    return f"{absolute_path(spec.storage_path).rstrip('/')}/{experiment}"
+
+
 def experiment_name(spec: SweepSpec) -> str:
     """A fresh name per launch: Ray restores runs whose name exists, and a new sweep must not."""
     return f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _absolute(path: str) -> str:
-    return path if "://" in path else os.path.abspath(path)
 
 
 def start_ray(plan: ResourcePlan, quiet: bool = True) -> None:
@@ -290,4 +334,4 @@ def start_ray(plan: ResourcePlan, quiet: bool = True) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(**kwargs)
     else:
-        ray.init(num_cpus=plan.ray_cpus, **kwargs)
+        ray.init(num_cpus=plan.ray_cpus, resources=plan.ray_resources or None, **kwargs)

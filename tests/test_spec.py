@@ -91,8 +91,27 @@ def test_malformed_yaml_names_the_line(tmp_path, capsys):
 def test_shipped_search_spaces_parse_and_fit_a_cluster(path):
     spec = SweepSpec.from_yaml(str(path))
     assert spec.search.num_samples >= 8 and spec.params
-    plan = plan_resources(spec, cluster={"CPU": 256.0, "GPU": 16.0})  # e.g. 2 nodes of 8 GPUs
+    # e.g. 2 nodes of 8 GPUs and cluster.yaml's head, which holds the drivers' resource
+    plan = plan_resources(spec, cluster={"CPU": 256.0, "GPU": 16.0, "clipsweep_driver": 8.0})
     assert 1 <= plan.max_concurrent <= spec.search.num_samples
+
+
+def test_driver_resources_must_exist_in_the_cluster_and_bound_concurrency():
+    doc = SweepSpec.from_yaml(str(SPACES / "default.yaml")).to_doc()
+    doc["resources"]["driver_resources"] = {"clipsweep_driver": 1}
+    spec = SweepSpec.from_dict(doc)
+    with pytest.raises(ValueError, match=r"resources.driver_resources.clipsweep_driver=1; allowed: at most the cluster's 0"):
+        plan_resources(spec, cluster={"CPU": 64.0})
+    assert plan_resources(spec, cluster={"CPU": 64.0, "clipsweep_driver": 1.0}).max_concurrent == 1
+    local = plan_resources(spec, cores=2)  # a local Ray plays the head: it gets the resource
+    assert local.ray_resources == {"clipsweep_driver": local.max_concurrent}
+    doc["resources"]["driver_resources"] = {"clipsweep_driver": "one"}
+    with pytest.raises(SpecError, match="resources.driver_resources.clipsweep_driver='one'; allowed: a number > 0"):
+        SweepSpec.from_dict(doc)
+    doc["resources"]["driver_resources"] = {}
+    doc["failure_config"] = {"max_failures": -2}
+    with pytest.raises(SpecError, match=r"failure_config.max_failures=-2; allowed: >= 0, or -1"):
+        SweepSpec.from_dict(doc)
 
 
 def test_default_space_covers_every_method_family_and_fits_two_cores():

@@ -59,6 +59,9 @@ class LoopSettings:
         return cls(**data)
 
 
+NODE_KEY = "node_id"  # in every rank's report: the Ray node the rank ran on
+
+
 def average_gradients(params: list[torch.nn.Parameter], world_size: int) -> None:
     """Mean of each gradient over ranks, as one flat all-reduce."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -311,7 +314,11 @@ class Trial:
         }
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
-        """Every rank reports; rank 0 attaches the checkpoint (Ray Train keeps rank 0's metrics)."""
+        """Every rank reports; rank 0 attaches the checkpoint (Ray Train keeps rank 0's metrics).
+
+        Each rank adds its Ray node id: callbacks on the controller see every rank's report, so
+        the driver can record where a trial's workers ran."""
+        metrics = {**metrics, NODE_KEY: ray.get_runtime_context().get_node_id()}
         if self.rank != 0:
             ray.train.report(metrics)
             return
