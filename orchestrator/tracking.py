@@ -87,6 +87,7 @@ class MlflowTracker(tune.Callback):
         self.best: dict[str, tuple[float, str | None]] = {}  # trial id -> (best score, its checkpoint)
         self.planned: dict[str, int] = {}  # trial id -> epochs its config trains
         self.nodes: dict[str, set[str]] = {}  # trial id -> Ray node ids its Train workers ran on
+        self.logged: dict[str, int] = {}  # trial id -> last epoch logged (a resumed trial may repeat one)
         if parent_id is None:
             self.parent_id = self._start_parent(experiment, resources or {})
         else:
@@ -134,6 +135,7 @@ class MlflowTracker(tune.Callback):
             if SCORE in run.data.metrics:
                 history = self.client.get_metric_history(run.info.run_id, SCORE)
                 self.best[trial_id] = (max(m.value for m in history), tags.get(BEST_CHECKPOINT_TAG))
+                self.logged[trial_id] = max(m.step for m in history)
             if tags.get(NODES_TAG):
                 self.nodes[trial_id] = set(tags[NODES_TAG].split(","))
 
@@ -176,6 +178,9 @@ class MlflowTracker(tune.Callback):
         if run_id is None:
             return
         step, now = int(result.get("epoch", result.get("training_iteration", 0))), int(time.time() * 1000)
+        if step <= self.logged.get(trial.trial_id, 0):  # reported again after a resume: logged already
+            return
+        self.logged[trial.trial_id] = step
         metrics = [
             Metric(metric_key(key), float(value), now, step)
             for key, value in result.items()

@@ -1,21 +1,18 @@
-"""A whole sweep on a real local Ray with a real SQLite MLflow store: 4 trials, 2 epochs each.
+"""A whole sweep on a real local Ray with a real SQLite MLflow store: 3 trials, 2 epochs each.
 
 The trials run one at a time (the test's Ray has 4 logical CPUs, 2 kept for Ray Data, and a
 trial needs 1.5), in the order the searcher hands them out, so ASHA's decisions are fixed:
   trial 0, the baseline, learns (lr 2e-3) and is first at every rung: completes;
   trial 1 cannot learn (lr 1e-9): at rung 1 it scores the untrained model, below the
       baseline's epoch 1, and is stopped early;
-  trial 2 diverges (lr 1e30): NaN loss, the worker raises, the trial fails;
-  trial 3 is Optuna's: it trains after the failure (kept or stopped by ASHA on its score).
+  trial 2 diverges (lr 1e30): NaN loss, the worker raises, the trial fails.
+Optuna's own trials are exercised by tests/test_faults.py and tests/test_cluster.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
-import time
 
 import numpy as np
 import pandas as pd
@@ -44,7 +41,7 @@ def finished_sweep(small_corpus, tmp_path_factory) -> tuple[SweepResult, str]:
         "trial": {"optim": {"epochs": 2, "batch_size": 64, "warmup_steps": 1, "lr": 2e-3}},
         "search_space": {"objective": {"logit_transform": {"type": "choice", "values": ["identity", "sine"]}}},
         "points_to_evaluate": [{"optim.lr": 1e-9}, {"optim.lr": 1e30}],
-        "search": {"num_samples": 4, "seed": 0, "max_concurrent": 1},
+        "search": {"num_samples": 3, "seed": 0, "max_concurrent": 1},
         "asha": {"grace_period": 1, "reduction_factor": 2},
         "resources": {"workers_per_trial": 1, "cpus_per_worker": 1, "driver_cpus": 0.5},
         "storage_path": str(tmp / "results"),
@@ -71,7 +68,7 @@ def test_one_parent_with_one_child_per_trial(finished_sweep):
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_parent_run_id)}
     assert {"sweep.yaml", "search_space.json", "trials.json"} <= artifacts
     children = _children(client, result)
-    assert sorted(children) == ["trial-00-baseline", "trial-01-point", "trial-02-point", "trial-03-search"]
+    assert sorted(children) == ["trial-00-baseline", "trial-01-point", "trial-02-point"]
 
 
 def test_trials_end_as_asha_and_the_worker_decided(finished_sweep):
@@ -81,9 +78,6 @@ def test_trials_end_as_asha_and_the_worker_decided(finished_sweep):
     assert status["trial-00-baseline"] == ("completed", "FINISHED")
     assert status["trial-01-point"] == ("stopped_early", "FINISHED")
     assert status["trial-02-point"] == ("failed", "FAILED")
-    # After the failure the sweep went on; whether ASHA keeps Optuna's trial depends on its
-    # epoch-1 score against the median of the baseline's and the untrained model's.
-    assert status["trial-03-search"] in {("completed", "FINISHED"), ("stopped_early", "FINISHED")}
     assert "FloatingPointError" in children["trial-02-point"].data.tags[REASON_TAG]
     assert json.loads(children["trial-01-point"].data.tags[OVERRIDES_TAG]) == {"optim.lr": 1e-9}
     assert json.loads(children["trial-00-baseline"].data.tags[OVERRIDES_TAG]) == {}
@@ -116,44 +110,7 @@ def test_sweep_result_trials_match_the_child_runs(finished_sweep):
     best = result.best_config()
     assert best.optim.lr == 2e-3  # a completed trial, not the one that could not learn
     ranked = ranked_table(result)
-    assert ranked.row_count == 4
-
-
-def test_ctrl_c_stops_the_sweep_and_closes_its_runs_as_killed(small_corpus, tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlruns.db"
-    doc = {
-        "name": "it-interrupt",
-        "data": {"train": small_corpus.split_dir("train"), "tokenizer": small_corpus.tokenizer_dir, "heldout": small_corpus.split_dir("heldout")},
-        "trial": {"optim": {"epochs": 3, "batch_size": 64}},
-        "search_space": {"objective": {"logit_transform": {"type": "choice", "values": ["identity", "sine"]}}},
-        "search": {"num_samples": 3, "max_concurrent": 1},
-        "storage_path": str(tmp_path / "results"),
-        "mlflow": {"tracking_uri": uri},
-    }
-    path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    client = MlflowClient(tracking_uri=uri)
-
-    def interrupt_once_a_trial_reports() -> None:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            experiment = client.get_experiment_by_name("it-interrupt") if os.path.exists(tmp_path / "mlruns.db") else None
-            runs = client.search_runs([experiment.experiment_id], filter_string="metrics.score >= 0") if experiment else []
-            if runs:
-                os.kill(os.getpid(), signal.SIGINT)  # as a person's Ctrl-C: Tune's handler stops the sweep
-                return
-            time.sleep(1)
-
-    watcher = threading.Thread(target=interrupt_once_a_trial_reports, daemon=True)
-    watcher.start()
-    result = Sweep.from_yaml(str(path)).run()
-    watcher.join()
-    parent = client.get_run(result.mlflow_parent_run_id)
-    assert parent.info.status == "KILLED" and result.status() == "killed"
-    children = _children(client, result)
-    assert children and all(run.info.status != "RUNNING" for run in children.values())
-    assert "killed" in {run.data.tags[STATUS_TAG] for run in children.values()}
-    assert len(children) < 3  # the sweep stopped before handing out every trial
+    assert ranked.row_count == 3
 
 
 def test_the_sweep_ends_with_a_leaderboard_in_mlflow_and_on_disk(finished_sweep):

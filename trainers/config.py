@@ -23,6 +23,7 @@ ScheduleKind = Literal["joint", "multi_stage", "two_stage"]
 Stage1Loss = Literal["arcface", "simclr"]
 ImageTower = Literal["tiny_resnet", "resnet18", "resnet34", "resnet50"]
 TextTower = Literal["tiny_distilbert", "distilbert", "tiny_bert", "bert"]
+Precision = Literal["bf16", "fp16", "fp32"]
 
 
 def _check_range(path: str, value: float, low: float | None = None, high: float | None = None, strict_low=False) -> None:
@@ -195,6 +196,7 @@ class OptimConfig(_Section):
     warmup_steps: int = 20
     grad_clip: float = 1.0
     seed: int = 0
+    precision: Precision = "bf16"  # autocast on CUDA (fp16 with loss scaling); CPU always trains in fp32
 
     def _validate(self) -> None:
         _check_range("optim.epochs", self.epochs, 1)

@@ -95,6 +95,11 @@ class Trial:
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
+        # Mixed precision only where it pays (CUDA); fp16 needs loss scaling, bf16 does not.
+        precision = self.cfg.optim.precision if self.device.type == "cuda" else "fp32"
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.autocast = torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
         torch.manual_seed(self.cfg.optim.seed)  # same initial weights on every rank
         self.model = DualEncoder(self.cfg.model, self.cfg.objective).to(self.device)
         self.objective = ContrastiveObjective(
@@ -235,8 +240,7 @@ class Trial:
     # ---- one epoch -----------------------------------------------------------------------
 
     def _inputs(self, batch: dict[str, Any], stage: Stage) -> ObjectiveInputs:
-        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        with amp:
+        with self.autocast:
             u, v = self.model(batch["image"], batch["input_ids"], batch["attention_mask"])
             inputs = ObjectiveInputs(u.float(), v.float(), labels=batch["label"])
             if "image_image" in stage.weights:
@@ -272,11 +276,13 @@ class Trial:
                     f"the trial diverged (optim.lr={self.cfg.optim.lr})"
                 )
             optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
+            self.scaler.scale(terms["total"]).backward()
             average_gradients(params, self.world)
+            self.scaler.unscale_(optimizer)  # clip the true gradients (a no-op unless fp16)
             if self.cfg.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
-            optimizer.step()
+            self.scaler.step(optimizer)  # skips the step if fp16 gradients overflowed
+            self.scaler.update()
             scheduler.step()
             self.model.clamp_logit_scale()
             for name, value in terms.items():
@@ -382,3 +388,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 metrics.update(flatten(results))
             trial.report(metrics, trial.state(epoch + 1, stage_index, optimizer, scheduler, metrics))
         epoch = stage_end
+    if saved is not None and start_epoch >= epoch:
+        # Restored from the last epoch's checkpoint (the driver died or was stopped after the
+        # checkpoint but perhaps before its report arrived): report it again so the run ends
+        # with its final metrics; the driver's tracker ignores an epoch it already has.
+        trial.report(saved["metrics"], saved)

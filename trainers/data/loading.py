@@ -196,10 +196,12 @@ def build_train_dataset(
 def to_torch(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, Any]:
     """Numeric columns to tensors on `device`, images normalised there; `id` stays a list of str."""
     out: dict[str, Any] = {"id": list(batch["id"])}
+    pin = torch.device(device).type == "cuda"  # page-locked host memory: the copy runs asynchronously
     for key, value in batch.items():
         if key != "id":
             # Batches from the object store are read-only views; torch needs writable memory.
-            out[key] = torch.from_numpy(np.require(value, requirements="CW")).to(device, non_blocking=True)
+            tensor = torch.from_numpy(np.require(value, requirements="CW"))
+            out[key] = (tensor.pin_memory() if pin else tensor).to(device, non_blocking=True)
     for key in ("image", "image_view"):
         if key in out:
             out[key] = normalize(out[key])
