@@ -118,10 +118,15 @@ def test_a_sweep_survives_a_dead_worker_a_dead_driver_and_ctrl_c(small_corpus, t
 
 def test_sigterm_stops_a_sweep_the_way_ctrl_c_does():
     # Tune's handler for SIGINT stops the sweep and closes its runs; SIGTERM must take that path.
-    with sigterm_as_sigint(), pytest.raises(KeyboardInterrupt):  # Python's default SIGINT handler raises it
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    before = signal.getsignal(signal.SIGTERM)
+    previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)  # raises KeyboardInterrupt
+    try:
+        with sigterm_as_sigint(), pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    finally:
+        signal.signal(signal.SIGINT, previous_sigint)
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_resume_of_a_path_with_no_sweep_fails_before_ray(tmp_path, capsys):
