@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import ray
 import ray.train
 import torch
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from clipsweep.trainers.config import TrialConfig
@@ -229,7 +229,7 @@ def run_trial(
         views=needs_views(cfg),
         token_drop=cfg.unimodal.token_drop,
     )
-    dataset, decoded = build_train_dataset(data.train, preprocess)
+    dataset, in_memory = build_train_dataset(data.train, preprocess)
     settings = LoopSettings(
         trial=cfg.to_dict(),
         train=data.train,
@@ -239,13 +239,15 @@ def run_trial(
         suite=suite.to_dict() if suite else None,
         eval_tier=eval_tier,
         resume_from=resume_from,
-        augment=dataclasses.asdict(preprocess) if decoded else None,  # the workers crop and draw captions
+        augment=dataclasses.asdict(preprocess),  # the workers crop and draw captions from their seeded streams
+        in_memory=in_memory,
     )
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=dataclasses.asdict(settings),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus > 0, resources_per_worker=resources),
         datasets={"train": dataset},
+        dataset_config=_data_config(in_memory),
         run_config=RunConfig(
             name=name,
             storage_path=storage_path,
@@ -255,6 +257,20 @@ def run_trial(
         ),
     )
     return trainer.fit()
+
+
+def _data_config(in_memory: bool) -> DataConfig:
+    """How Ray Train hands the training set to the workers, so that its order is reproducible.
+
+    In memory: every worker gets the whole set and draws its own slice of a seeded permutation
+    (`epochs.InMemoryTrainingSet`). Streamed: split among the workers with `preserve_order`, which
+    makes Ray Data's output order, and so each worker's shard, the same in every run.
+    """
+    if in_memory:
+        return DataConfig(datasets_to_split=[])
+    options = DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return DataConfig(execution_options=options)
 
 
 def checkpoint_metrics(run_dir: str) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ def test_from_dict_round_trips_and_is_frozen():
         ({"negatives": {"threshold": 1.5}}, "negatives.threshold=1.5; allowed: a number >= -1.0 and <= 1.0"),
         ({"schedule": {"kind": "three_stage"}}, "schedule.kind='three_stage'; allowed: joint, multi_stage, two_stage"),
         ({"optim": {"precision": "fp8"}}, "optim.precision='fp8'; allowed: bf16, fp16, fp32"),
+        ({"optim": {"deterministic": "yes"}}, "optim.deterministic='yes'; allowed: true or false"),
         ({"schedule": {"kind": "two_stage", "stage1_epochs": 5}}, "schedule.stage1_epochs=5; allowed: fewer than"),
         ({"optim": {"epochs": "3"}}, "optim.epochs='3'; allowed: an integer"),
         ({"objective": {"learnable_temperature": "yes"}}, "objective.learnable_temperature='yes'; allowed: true or false"),

@@ -50,13 +50,12 @@ def test_train_two_workers_reports_each_epoch_and_resumes(small_corpus, tmp_path
 def test_one_and_two_workers_give_the_same_loss(small_corpus, tmp_path):
     """Global negatives are global in the real loop: W=1 and W=2 on the same global batch of 64.
 
-    At lr 2e-3 two runs of 8-step epochs differ by up to 0.6 whatever W (batch order, caption
-    draws and crops are not seeded), so the curves are compared near initialisation (lr 1e-5),
-    where the loss is about ln(64) = 4.16 with global negatives and ln(32) = 3.47 with local ones.
-    Epoch means of 8 unseeded batches still differ: 0.10 at most in the runs seen here (one
-    full-suite run on a loaded machine: 4.449 vs 4.550), hence the 0.15 tolerance, well under
-    the 0.69 that local negatives would cost. The exact identity (loss and gradients to 1e-5) is
-    tests/test_objectives.py's.
+    Both draw the same global batches (one seeded permutation per epoch; rank r of W takes
+    every W-th item), but crops and caption draws come from per-rank streams, so the curves are
+    compared near initialisation (lr 1e-5), where the loss is about ln(64) = 4.16 with global
+    negatives and ln(32) = 3.47 with local ones; 0.15 leaves room for the crops and stays well
+    under the 0.69 that local negatives would cost. The exact identity (loss and gradients to
+    1e-5) is tests/test_objectives.py's.
     """
     cfg, data, _ = load_train_config(_config(tmp_path, small_corpus, optim={"batch_size": 64, "lr": 1e-5}), epochs=2)
     curves = {

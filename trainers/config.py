@@ -195,7 +195,8 @@ class OptimConfig(_Section):
     weight_decay: float = 0.1
     warmup_steps: int = 20
     grad_clip: float = 1.0
-    seed: int = 0
+    seed: int = 0  # every random draw of the trial derives from it (see `seeding`)
+    deterministic: bool = False  # also torch's deterministic kernels (CUDA: slower; CPU runs repeat without it)
     precision: Precision = "bf16"  # autocast on CUDA (fp16 with loss scaling); CPU always trains in fp32
 
     def _validate(self) -> None:

@@ -9,6 +9,7 @@ re-wrapping at every stage change, since stages freeze different parameters).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -27,8 +28,10 @@ import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from . import seeding
 from .config import TrialConfig
-from .data.loading import Preprocess, torch_batches
+from .data.epochs import InMemoryTrainingSet, StreamingTrainingShard, TrainingSource
+from .data.loading import Preprocess, to_torch
 from .data.shards import resolve_shards
 from .data.tokenizer import load_tokenizer
 from .evaluation.finalist import CHECKPOINT_FILE
@@ -51,8 +54,9 @@ class LoopSettings:
     tokenizer_dir: str
     suite: dict[str, Any] | None = None  # `SuiteSettings` scored every epoch; None: no benchmark
     eval_tier: str = "cheap"
+    augment: dict[str, Any] | None = None  # `Preprocess` fields: the workers augment each decoded batch
+    in_memory: bool = True  # each worker holds the whole decoded set (else it streams its shard)
     resume_from: str | None = None  # checkpoint directory to continue from
-    augment: dict[str, Any] | None = None  # `Preprocess` fields when batches arrive decoded, not augmented
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoopSettings:
@@ -100,14 +104,18 @@ class Trial:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.autocast = torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+        if self.cfg.optim.deterministic:
+            seeding.make_deterministic()
         torch.manual_seed(self.cfg.optim.seed)  # same initial weights on every rank
         self.model = DualEncoder(self.cfg.model, self.cfg.objective).to(self.device)
         self.objective = ContrastiveObjective(
             self.cfg, self.cfg.model.embed_dim, settings.n_classes or None, WorkerGroup.current()
         ).to(self.device)
         self.modules: dict[str, torch.nn.Module] = {"": self.model, **self.objective.proxies}
-        self.shard = ray.train.get_dataset_shard("train")
-        self.augment = Preprocess(**settings.augment) if settings.augment else None
+        shard = ray.train.get_dataset_shard("train")
+        self.data: TrainingSource = InMemoryTrainingSet(shard) if settings.in_memory else StreamingTrainingShard(shard)
+        self.augment = Preprocess(**settings.augment)
+        self.centre = dataclasses.replace(self.augment, train=False, views=False)  # embedding passes: no draw
         self.local_batch = self.cfg.optim.batch_size // self.world
         self.steps_per_epoch = (settings.n_train // self.world) // self.local_batch
         self.assignments: dict[str, tuple[int, int]] = {}
@@ -126,7 +134,8 @@ class Trial:
         """
         self.model.eval()
         ids, images, texts = [], [], []
-        for batch in torch_batches(self.shard, self.local_batch, self.device, augment=self.augment):
+        for decoded in self.data.every_item(self.rank, self.world, self.local_batch):
+            batch = to_torch(self.centre.augment(decoded), self.device)
             u, v = self.model(batch["image"], batch["input_ids"], batch["attention_mask"])
             ids += batch["id"]
             images.append(u.float().cpu().numpy())
@@ -164,13 +173,14 @@ class Trial:
         clustering = kmeans(np.concatenate([image, text], axis=1), min(k, len(ids)), self.cfg.optim.seed)
         self.batch_clusters = dict(zip(ids, clustering.assignments.tolist()))
 
-    def hard_batches(self, batches: Iterator[dict[str, Any]], seed: int, window: int = 16) -> Iterator[dict[str, Any]]:
+    def hard_batches(
+        self, batches: Iterator[dict[str, Any]], rng: np.random.Generator, window: int = 16
+    ) -> Iterator[dict[str, Any]]:
         """Regroups the stream, `window` local batches at a time, so each batch spans few clusters.
 
         Each rank regroups its own items; a global batch is the ranks' local batches, so it too
         draws from few clusters. The count of batches is unchanged, so ranks stay in lockstep.
         """
-        rng = np.random.default_rng(seed)
         while True:
             chunk = list(itertools.islice(batches, window))
             if not chunk:
@@ -253,13 +263,21 @@ class Trial:
             inputs.pseudo_text, inputs.pseudo_mask = self._pseudo(batch["id"])
         return inputs
 
+    def epoch_batches(self, epoch: int) -> Iterator[dict[str, Any]]:
+        """This rank's augmented torch batches of an epoch; every draw from the trial's seed."""
+        seed = self.cfg.optim.seed
+        draws = seeding.rng(seed, seeding.AUGMENT, epoch, self.rank)
+        for decoded in self.data.epoch(epoch, seed, self.rank, self.world, self.local_batch):
+            yield to_torch(self.augment.augment(decoded, draws), self.device)
+
     def train_epoch(self, stage: Stage, optimizer, scheduler, params, epoch: int) -> dict[str, float]:
         sums: dict[str, float] = {}
         steps, start, waited = 0, time.perf_counter(), 0.0
         spread: list[int] = []  # clusters per local batch, when batches are cluster-filled
-        batches = torch_batches(self.shard, self.local_batch, self.device, drop_last=True, augment=self.augment)
+        seeding.seed_torch_epoch(self.cfg.optim.seed, epoch, self.rank)  # dropout
+        batches = self.epoch_batches(epoch)
         if self.cfg.batching.mode == "cluster_hard":
-            batches = self.hard_batches(batches, seed=self.cfg.optim.seed + 7919 * self.rank + 104729 * epoch)
+            batches = self.hard_batches(batches, seeding.rng(self.cfg.optim.seed, seeding.HARD_BATCHES, epoch, self.rank))
         while steps < self.steps_per_epoch:  # keep ranks in lockstep whatever the split
             asked = time.perf_counter()
             batch = next(batches, None)
@@ -298,7 +316,7 @@ class Trial:
             totals /= self.world
         metrics = {f"loss/{name}": total / max(steps, 1) for name, total in zip(names, totals.tolist())}
         metrics["samples_per_s"] = steps * self.cfg.optim.batch_size / seconds
-        metrics["data_wait_s"] = waited  # time the loop stood waiting for Ray Data
+        metrics["data_wait_s"] = waited  # time the loop stood waiting for its next batch (data + augmentation)
         metrics["logit_scale"] = self.model.logit_scale.exp().item()
         metrics["steps"] = steps
         if spread:
@@ -317,6 +335,7 @@ class Trial:
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "assignments": self.assignments,
+            "batch_clusters": self.batch_clusters,  # a resumed run regroups batches as the original did
         }
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
@@ -357,6 +376,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         trial.model.load_state_dict(saved["model"])
         trial.objective.load_state_dict(saved["objective"], strict=False)
         trial.assignments = saved["assignments"]
+        trial.batch_clusters = saved.get("batch_clusters", {})
         start_epoch = saved["epoch"]
     epoch = 0
     for stage_index, stage in enumerate(stage_plan(cfg)):

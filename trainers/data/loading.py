@@ -18,6 +18,7 @@ import ray
 import torch
 
 from .shards import resolve_shards
+from ..seeding import torch_generator
 from .tokenizer import load_tokenizer
 from .transforms import decode_image, drop_tokens, jitter_colours, normalize, random_resized_crops, square_pixels
 
@@ -81,9 +82,15 @@ class Preprocess:
             "label": self._labels(batch, len(options)),
         }
 
-    def augment(self, decoded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The random half, on a batch of `decode`'s output: crops, caption draws, views."""
-        rng = np.random.default_rng()  # fresh entropy: new crops and caption draws every epoch
+    def augment(self, decoded: dict[str, np.ndarray], rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+        """The random half, on a batch of `decode`'s output: crops, caption draws, views.
+
+        Args:
+            decoded: a batch of `decode`'s output.
+            rng: where every draw comes from (a trial passes its seeded stream); None: fresh
+                entropy.
+        """
+        rng = rng if rng is not None else np.random.default_rng()
         tokens = decoded["caption_tokens"]
         counts = np.array([len(t) for t in tokens])
         chosen = rng.integers(counts) if self.train else np.zeros_like(counts)
@@ -102,7 +109,9 @@ class Preprocess:
             # Another caption where there is one: shift the drawn index by 1..n-1.
             others = (chosen + 1 + rng.integers(np.maximum(counts - 1, 1))) % counts
             view_ids, view_mask = self._pick(tokens, others)
-            dropped_ids, dropped_mask = drop_tokens(torch.from_numpy(view_ids), torch.from_numpy(view_mask), self.token_drop)
+            dropped_ids, dropped_mask = drop_tokens(
+                torch.from_numpy(view_ids), torch.from_numpy(view_mask), self.token_drop, torch_generator(rng)
+            )
             single = (counts == 1)[:, None]
             out["view_input_ids"] = np.where(single, dropped_ids.numpy(), view_ids)
             out["view_attention_mask"] = np.where(single, dropped_mask.numpy(), view_mask)
@@ -175,22 +184,24 @@ def build_train_dataset(
     num_cpus: float = 1.0,
     rows_per_block: int = 1024,
 ) -> tuple[ray.data.Dataset, bool]:
-    """The training dataset, and whether its consumer must still call `preprocess.augment`.
+    """The decoded training set (`preprocess.decode` as Ray Data tasks), and whether it is
+    small enough for each worker to hold whole (`epochs.InMemoryTrainingSet`).
 
+    The consumer augments every batch itself (`preprocess.augment` with the trial's seeded
+    stream), so no random draw happens in a Ray Data task, whose order and placement vary.
     When the decoded pixels fit in `DECODED_CACHE_BYTES`, the set is decoded once into the
-    object store and each epoch only shuffles its blocks; the trainer augments each batch
-    itself. Decoding every epoch in Ray Data tasks beside the trainer cost W = 1 about 15% of
-    its speed here, more than the work's own CPU share: the trainer's threads wait on the
-    core the task holds. Larger sets stream through `build_dataset` as before.
+    object store: decoding every epoch in Ray Data tasks beside the trainer cost W = 1 about 15%
+    of its speed here, more than the work's own CPU share (the trainer's threads wait on the
+    core the task holds). Larger sets are decoded as they stream, every epoch.
     """
     files = resolve_shards(paths)
     rows = sum(pq.read_metadata(f).num_rows for f in files)
-    if rows * 3 * preprocess.image_size**2 > DECODED_CACHE_BYTES:
-        return build_dataset(files, preprocess, num_cpus, rows_per_block), False
     decoded = read_shards(files, rows_per_block).map_batches(
         preprocess.decode, batch_size=rows_per_block, batch_format="numpy", num_cpus=num_cpus
     )
-    return decoded.materialize().randomize_block_order(), True
+    if rows * 3 * preprocess.image_size**2 > DECODED_CACHE_BYTES:
+        return decoded, False
+    return decoded.materialize(), True
 
 
 def to_torch(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -215,16 +226,18 @@ def torch_batches(
     drop_last: bool = False,
     prefetch_batches: int = 2,
     augment: Preprocess | None = None,
+    rng: np.random.Generator | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Iterates preprocessed batches as torch tensors on `device`, images CLIP-normalised.
 
     Accepts a Dataset (driver) or the DataIterator that `ray.train.get_dataset_shard` returns
     (worker). One call is one pass (one epoch) over the data. `augment`: the `Preprocess`
-    whose random half still has to run on each (decoded) batch, as `build_train_dataset` says.
+    whose random half still has to run on each (decoded) batch, as `build_train_dataset` says,
+    drawing from `rng`.
     """
     # The augmentation runs here, in the consumer's thread: in Ray Data's prefetch threads it
     # overlapped the step but competed with its intra-op threads (W = 1: 740 -> 672 samples/s).
     for batch in data.iter_batches(
         batch_size=batch_size, batch_format="numpy", drop_last=drop_last, prefetch_batches=prefetch_batches
     ):
-        yield to_torch(augment.augment(batch) if augment else batch, device)
+        yield to_torch(augment.augment(batch, rng) if augment else batch, device)
