@@ -1,4 +1,5 @@
-"""Leaderboard pictures: a heatmap of differences to the reference and a forest plot of aggregates.
+"""Leaderboard pictures: a heatmap of differences to the reference and a forest plot of the
+aggregate's difference, with each seed's run drawn beside its variant's interval.
 
 Both draw on a given matplotlib Axes, so the same drawing makes the standalone PNGs and the
 two-panel figure of `SweepResult.plot_leaderboard`.
@@ -62,31 +63,45 @@ def draw_heatmap(ax: Axes, ranking: Ranking, labels: list[str], alpha: float) ->
 
 
 def draw_forest(ax: Axes, ranking: Ranking, labels: list[str], alpha: float, level: float) -> None:
-    """Aggregate (mean of metric / reference's) per variant with its bootstrap interval."""
+    """Per variant, the aggregate's difference to the reference in points with its interval,
+    and each seed's own aggregate (hollow dots) against the reference's mean over seeds."""
     frame = ranking.frame
     y = np.arange(len(frame))
-    point = frame["aggregate"].to_numpy(dtype=float)
-    low, high = frame["aggregate_lo"].to_numpy(dtype=float), frame["aggregate_hi"].to_numpy(dtype=float)
-    p = frame["aggregate_p"].to_numpy(dtype=float)
-    colours = [BETTER if pv < alpha and v > 1 else WORSE if pv < alpha and v < 1 else NEUTRAL for pv, v in zip(p, point)]
-    ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
-    for yi, (v, lo, hi, colour) in enumerate(zip(point, low, high, colours)):
+    point = frame["aggregate_diff"].to_numpy(dtype=float) * 100
+    low, high = frame["aggregate_diff_lo"].to_numpy(dtype=float) * 100, frame["aggregate_diff_hi"].to_numpy(dtype=float) * 100
+    sig = frame["aggregate_sig"].to_numpy()
+    colours = [BETTER if s > 0 else WORSE if s < 0 else NEUTRAL for s in sig]
+    reference_mean = float(frame.loc[frame["variant"] == ranking.reference, "aggregate"].iloc[0])
+    ax.axvline(0.0, color="black", linestyle="--", linewidth=1)
+    spread = [*low, *high]
+    for yi, (name, v, lo, hi, colour) in enumerate(zip(frame["variant"], point, low, high, colours)):
+        seeds = (np.array(ranking.seed_aggregates.get(name, ())) - reference_mean) * 100
+        spread += list(seeds)
+        ax.scatter(seeds, np.full(len(seeds), yi + 0.18), s=18, facecolors="none", edgecolors=colour, linewidths=1, zorder=3)
+        if np.isnan(v):
+            continue
+        if name == ranking.reference:  # compared with itself: no interval, its seeds show its spread
+            ax.plot(v, yi, "o", color="black", markersize=6)
+            ax.annotate("reference", (np.max(seeds, initial=v), yi), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
+            continue
         ax.errorbar(v, yi, xerr=[[v - lo], [hi - v]], fmt="o", color=colour, capsize=4, markersize=6, linewidth=2)
-        ax.annotate(f"{v:.3f} [{lo:.3f}, {hi:.3f}]", (hi, yi), xytext=(6, 0), textcoords="offset points",
-                    va="center", fontsize=8)  # fmt: skip
+        ax.annotate(f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]", (max(hi, np.max(seeds, initial=hi)), yi), xytext=(6, 0),
+                    textcoords="offset points", va="center", fontsize=8)  # fmt: skip
     ax.set_yticks(y, labels, fontsize=9)
     ax.set_ylim(len(frame) - 0.5, -0.5)  # best at the top, as in the table
-    span = max(np.nanmax(high) - np.nanmin(low) if np.isfinite(high).any() else 0.0, 0.05)
-    ax.set_xlim(np.nanmin(low) - 0.1 * span, np.nanmax(high) + 0.45 * span)
-    ax.set_xlabel(f"aggregate: mean over benchmarks of metric / {ranking.reference}'s")
-    ax.set_title(f"Aggregate with {level:.0%} paired-bootstrap interval", fontsize=11)
+    finite = np.array([x for x in spread if np.isfinite(x)] or [0.0])
+    span = max(float(finite.max() - finite.min()), 1.0)
+    ax.set_xlim(finite.min() - 0.1 * span, finite.max() + 0.5 * span)
+    ax.set_xlabel(f"mean primary metric over benchmarks, variant − {ranking.reference} (points)")
+    ax.set_title(f"Aggregate difference with {level:.0%} interval (seeds and items)", fontsize=11)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(
         handles=[
             Line2D([], [], color=BETTER, marker="o", label=f"better than reference (p<{alpha:g})"),
             Line2D([], [], color=WORSE, marker="o", label=f"worse than reference (p<{alpha:g})"),
             Line2D([], [], color=NEUTRAL, marker="o", label="not significant"),
-            Line2D([], [], color="black", linestyle="--", label=f"reference ({ranking.reference}) = 1"),
+            Line2D([], [], color=NEUTRAL, marker="o", markerfacecolor="none", linestyle="", label="one seed's run"),
+            Line2D([], [], color="black", linestyle="--", label=f"reference ({ranking.reference}), mean over seeds"),
         ],
         loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False,
     )  # fmt: skip

@@ -1,7 +1,8 @@
 """The leaderboard as people read it: console table, CSV, Markdown, HTML page and PNGs.
 
-The console shows the ranking at a glance (aggregate with its interval, mean rank, which
-benchmarks differ significantly from the reference); the CSV holds every number of
+The console shows the ranking at a glance (seeds, the mean primary metric and its seed sd, its
+difference to the reference in points with the interval, P(variant > reference) over seed
+pairs, mean rank, which benchmarks differ significantly); the CSV holds every number of
 `Leaderboard.frame()`; Markdown and HTML show each benchmark's metric and its difference.
 """
 
@@ -25,12 +26,30 @@ def _number(value: float, digits: int = 3) -> str:
     return "—" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def _aggregate(row, alpha: float) -> str:
-    """'1.092 [1.035, 1.166] ▲': marked when the aggregate differs from 1 (p < alpha)."""
-    mark = ""
-    if row["aggregate_p"] < alpha:
-        mark = f" {UP}" if row["aggregate"] > 1 else f" {DOWN}"
-    return f"{_number(row['aggregate'])} [{_number(row['aggregate_lo'])}, {_number(row['aggregate_hi'])}]{mark}"
+def _aggregate(row) -> str:
+    """'+3.05 [+1.20, +4.90] ▲': the aggregate's difference to the reference in points, with
+    its interval, marked when significant (its own test)."""
+    if row["reference"]:
+        return "reference"
+    if math.isnan(row["aggregate_diff"]):
+        return "—"
+    mark = f" {UP}" if row["aggregate_sig"] > 0 else f" {DOWN}" if row["aggregate_sig"] < 0 else ""
+    return f"{row['aggregate_diff'] * 100:+.2f} [{row['aggregate_diff_lo'] * 100:+.2f}, {row['aggregate_diff_hi'] * 100:+.2f}]{mark}"
+
+
+def _mean(row) -> str:
+    """'0.606 ± 0.012': the aggregate (mean primary metric, mean over seeds) ± its seed sd."""
+    sd = row["aggregate_seed_sd"]
+    return _number(row["aggregate"]) + ("" if math.isnan(sd) else f" ± {sd:.3f}")
+
+
+def _seeds(row) -> str:
+    """'3', or '1 (items only)' where training variance could not be measured."""
+    return f"{row['seeds']}" + (" (items only)" if row["interval"] == "items only" else "")
+
+
+def _p_better(row) -> str:
+    return "—" if row["reference"] or math.isnan(row["aggregate_p_better"]) else f"{row['aggregate_p_better']:.2f}"
 
 
 def _versus(row, benchmarks: tuple[str, ...]) -> str:
@@ -55,10 +74,11 @@ def _cell(row, bench: str) -> str:
 def display_table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the full table (Markdown and HTML)."""
     benchmarks = board.ranking.benchmarks
-    header = ["rank", "variant", "knobs", f"aggregate [{board.settings.level:.0%} CI]", "mean rank", *benchmarks]
+    header = ["rank", "variant", "knobs", "seeds", "mean primary ± seed sd", f"Δ pts [{board.settings.level:.0%} CI]",
+              "P(> ref)", "mean rank", *benchmarks]  # fmt: skip
     rows = [
-        [str(row["rank"]), row["variant"] + (" (reference)" if row["reference"] else ""), row["knobs"], _aggregate(row, board.settings.alpha),
-         _number(row["mean_rank"], 2), *(_cell(row, b) for b in benchmarks)]
+        [str(row["rank"]), row["variant"] + (" (reference)" if row["reference"] else ""), row["knobs"], _seeds(row),
+         _mean(row), _aggregate(row), _p_better(row), _number(row["mean_rank"], 2), *(_cell(row, b) for b in benchmarks)]
         for _, row in board.frame().iterrows()
     ]  # fmt: skip
     return header, rows
@@ -68,19 +88,20 @@ def console_table(board: Leaderboard) -> Table:
     """The ranking for a terminal: one row per variant, significant benchmarks named."""
     level = f"{board.settings.level:.0%}"
     table = Table(
-        title=f"Leaderboard: full tier, normalised to {board.ranking.reference}",
+        title=f"Leaderboard: full tier, compared with {board.ranking.reference}",
         caption="\n".join(board.notes), caption_justify="left",
     )  # fmt: skip
-    for column in ("rank", "variant", "knobs", f"aggregate [{level} CI]", "Δ mean (pts)", "mean rank", "vs reference"):
+    numbers = ("rank", "seeds", "mean primary ± sd", f"Δ pts [{level} CI]", "P(> ref)", "mean rank")
+    for column in ("rank", "variant", "knobs", "seeds", "mean primary ± sd", f"Δ pts [{level} CI]", "P(> ref)", "mean rank", "vs reference"):
         table.add_column(
-            column, justify="right" if column in ("rank", "mean rank", "Δ mean (pts)") else "left",
+            column, justify="right" if column in numbers else "left",
             # the knobs give way (cut with …) before the numbers wrap
             **({"max_width": 60, "overflow": "ellipsis", "ratio": 1} if column == "knobs" else {"no_wrap": column != "vs reference"}),
         )  # fmt: skip
     for _, row in board.frame().iterrows():
         table.add_row(
-            str(row["rank"]), row["variant"], row["knobs"], _aggregate(row, board.settings.alpha),
-            f"{row['aggregate_diff'] * 100:+.2f}", _number(row["mean_rank"], 2), _versus(row, board.ranking.benchmarks),
+            str(row["rank"]), row["variant"], row["knobs"], _seeds(row), _mean(row), _aggregate(row), _p_better(row),
+            _number(row["mean_rank"], 2), _versus(row, board.ranking.benchmarks),
         )  # fmt: skip
     return table
 
@@ -90,7 +111,7 @@ def markdown(board: Leaderboard) -> str:
     lines = [f"# Leaderboard (reference: {board.ranking.reference})", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    lines += ["", "Cells: metric (difference to the reference in points; ▲/▼ significant)."]
+    lines += ["", "Cells: metric, mean over seeds (difference to the reference in points; ▲/▼ significant)."]
     lines += [f"- {note}" for note in board.notes]
     lines += ["", f"![heatmap]({HEATMAP})", "", f"![forest plot]({FOREST})", ""]
     return "\n".join(lines)
@@ -123,7 +144,7 @@ img {{ max-width: 100%; }}
 <div class="scroll"><table><thead><tr>{cells('th', header)}</tr></thead><tbody>
 {body}
 </tbody></table></div>
-<p>Cells: metric (difference to the reference in points; ▲/▼ significant).</p>
+<p>Cells: metric, mean over seeds (difference to the reference in points; ▲/▼ significant).</p>
 <ul>{notes}</ul>
 {''.join(images)}
 </body></html>
@@ -143,5 +164,5 @@ def write_reports(board: Leaderboard, folder: str) -> list[str]:
     with open(paths["md"], "w") as f:
         f.write(markdown(board))
     with open(paths["html"], "w") as f:
-        f.write(html_page(board, {"Difference to the reference per benchmark": heatmap, "Aggregate with intervals": forest}))
+        f.write(html_page(board, {"Difference to the reference per benchmark": heatmap, "Aggregate difference with intervals and each seed": forest}))
     return [paths["csv"], paths["md"], paths["html"], heatmap, forest]

@@ -37,7 +37,7 @@ def test_better_on_every_item_is_significant_and_identical_is_not():
     better, twin = _row(ranking, "better"), _row(ranking, "twin")
     assert all(better[f"{b}_sig"] == 1 and better[f"{b}_diff_lo"] > 0 for b in BENCHMARKS)
     assert all(twin[f"{b}_sig"] == 0 and twin[f"{b}_p"] == 1.0 and twin[f"{b}_diff"] == 0 for b in BENCHMARKS)
-    assert better["aggregate_lo"] > 1.0 and twin["aggregate"] == 1.0
+    assert better["aggregate_diff_lo"] > 0 and twin["aggregate_diff"] == 0 and twin["aggregate_p"] == 1.0
     assert list(ranking.frame["variant"])[0] == "better"
 
 
@@ -79,15 +79,15 @@ def test_holm_takes_back_a_borderline_difference():
     assert row["b0_p_holm"] > 0.05 and row["b0_sig"] == 0  # not after the correction over 10
 
 
-def test_normalisation_and_mean_rank_on_a_3x3_example():
+def test_aggregate_and_mean_rank_on_a_3x3_example():
     def scores(accuracies):
         return {b: _accuracy(np.arange(10) < round(a * 10)) for b, a in zip(("x", "y", "z"), accuracies)}
 
     items = {"base": scores([0.5, 0.4, 0.8]), "A": scores([0.6, 0.2, 0.8]), "B": scores([0.4, 0.4, 1.0])}
     ranking = rank_variants(items, "base", ["x", "y", "z"])
     frame = ranking.frame.set_index("variant")
-    # aggregate = mean of metric / base's: A (1.2 + 0.5 + 1) / 3, B (0.8 + 1 + 1.25) / 3
-    np.testing.assert_allclose(frame.loc[["base", "A", "B"], "aggregate"], [1.0, 0.9, 3.05 / 3])
+    # aggregate = mean over benchmarks of the metric (DataComp's average), not of ratios
+    np.testing.assert_allclose(frame.loc[["base", "A", "B"], "aggregate"], [1.7 / 3, 1.6 / 3, 1.8 / 3])
     np.testing.assert_allclose(frame.loc["A", "aggregate_diff"], (0.1 - 0.2 + 0.0) / 3)
     # ranks x: A 1, base 2, B 3; y: base/B 1.5, A 3; z: B 1, base/A 2.5
     np.testing.assert_allclose(frame.loc[["base", "A", "B"], "mean_rank"], [2.0, 6.5 / 3, 5.5 / 3])
@@ -101,7 +101,8 @@ def test_a_missing_benchmark_is_missing_not_zero():
     ranking = rank_variants(items, "base", ["x", "y"])
     row = _row(ranking, "partial")
     assert np.isnan(row["y"]) and np.isnan(row["y_diff"]) and row["y_sig"] == 0
-    assert row["aggregate"] == 1.0 and row["benchmarks_scored"] == 1 and row["missing"] == "y"
+    assert row["aggregate"] == row["x"] and row["aggregate_diff"] == 0  # compared on what both have
+    assert row["benchmarks_scored"] == 1 and row["missing"] == "y"
     assert any("partial: no result for y" in note for note in ranking.notes)
 
 
