@@ -33,15 +33,20 @@ from rich.console import Console
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.suite import flatten
 
-from .finalists import choose_finalists, evaluate_finalists
+from .finalists import choose_finalists, evaluate_finalists, replicate_configs, with_replicates
 from .leaderboard import ARTIFACT_DIR, Leaderboard, Scores, load_scores, log_to_runs, rank_scores, save_scores
 from .plots import save_plot, variant_labels
 from .preflight import check_sweep, check_tracking
 from .report import write_reports
 from .spec import SweepSpec
-from .tracking import OVERRIDES_TAG, PARENT_TAG, REASON_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG, MlflowTracker
+from .tracking import (
+    OVERRIDES_TAG, PARENT_TAG, REASON_TAG, REPLICATE_OF_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG, TRIAL_ID_TAG, MlflowTracker,
+)  # fmt: skip
 from .trial import TrialData, absolute_path
-from .tune import SCORE, ResourcePlan, build_tuner, experiment_name, experiment_path, plan_resources, restore_tuner, start_ray
+from .tune import (
+    REPLICATE_KEY, SCORE, ResourcePlan, build_replicate_tuner, build_tuner, experiment_name, experiment_path,
+    plan_resources, restore_tuner, start_ray,
+)  # fmt: skip
 
 PATH_TAG = "clipsweep.path"  # on the parent run: the Tune experiment folder
 LEADERBOARD_TAG = "clipsweep.leaderboard"  # on the parent run, when there was nothing to rank
@@ -136,12 +141,14 @@ class Sweep:
             tuner = restore_tuner(spec, data, result.path, [tracker, *callbacks])
         try:
             with sigterm_as_sigint():
-                grid = tuner.fit()
+                summaries = [_summary(r) for r in tuner.fit()]
+                if not tracker.open:  # the search ended (not Ctrl-C): train the finalists' other seeds
+                    summaries += _train_replicates(result, spec, data, plan, [tracker, *callbacks], console)
         except BaseException:  # a second Ctrl-C, or Tune itself failing: nothing stays RUNNING
             tracker.finish([], interrupted=True)
             raise
         # Trials still open after fit() never finished: Tune returns that way after Ctrl-C.
-        tracker.finish([_summary(r) for r in grid], interrupted=bool(tracker.open))
+        tracker.finish(summaries, interrupted=bool(tracker.open))
         if result.status() == "completed":  # after Ctrl-C: `clipsweep leaderboard` builds it later
             try:
                 result.build_leaderboard(console, data)
@@ -183,6 +190,31 @@ def sigterm_as_sigint() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _train_replicates(
+    result: SweepResult, spec: SweepSpec, data: TrialData, plan: ResourcePlan, callbacks: list[tune.Callback],
+    console: Console | None,
+) -> list[dict[str, Any]]:
+    """Trains the finalists' seed replicates as Tune trials on the same cluster (their own MLflow
+    child runs, through the same tracker); returns their summaries. Nothing to do with
+    `leaderboard.seeds: 1` or nothing to rank."""
+    if spec.leaderboard.seeds < 2:
+        return []
+    trials = result.trials()
+    try:
+        selection = choose_finalists(trials, spec.leaderboard.finalists)
+    except ValueError:  # every trial failed: the leaderboard will say why
+        return []
+    configs = replicate_configs(selection, spec, trials)
+    if not configs:
+        return []
+    if console is not None:
+        console.print(
+            f"training {len(configs)} seed replicates of {len(selection.finalists)} finalists "
+            f"(leaderboard.seeds={spec.leaderboard.seeds}), {plan.max_concurrent} at a time"
+        )
+    return [_summary(r) for r in build_replicate_tuner(spec, data, plan, result.experiment, configs, callbacks).fit()]
 
 
 def _summary(result: Any) -> dict[str, Any]:
@@ -267,6 +299,7 @@ class SweepResult:
                 "run_id": run.info.run_id, "name": run.info.run_name, "trial_id": tags.get(TRIAL_ID_TAG),
                 "role": tags.get(ROLE_TAG), "status": tags.get(STATUS_TAG), "mlflow_status": run.info.status,
                 "score": metrics.get(SCORE), "epochs": int(tags.get("clipsweep.epochs_run", 0)),
+                "seed": int(tags[SEED_TAG]) if SEED_TAG in tags else None, REPLICATE_KEY: tags.get(REPLICATE_OF_TAG),
                 "failure_reason": tags.get(REASON_TAG), "overrides": overrides,
                 **{k: v for k, v in metrics.items() if k.startswith("bench/")},
             })  # fmt: skip
@@ -282,13 +315,15 @@ class SweepResult:
         tables and pictures (parent run artifacts `leaderboard/`, and `<path>/leaderboard/`)."""
         client, spec = self._client(), self.spec()
         data = data or check_sweep(spec)
-        selection = choose_finalists(self.trials(), spec.leaderboard.finalists)
+        trials = self.trials()
+        selection = with_replicates(choose_finalists(trials, spec.leaderboard.finalists), trials, spec.leaderboard.seeds)
         if not ray.is_initialized():
             start_ray(plan_resources(spec))
         say = console.print if console is not None else (lambda *_: None)
-        say(f"re-scoring {len(selection.finalists)} finalists on the {spec.suite.name} full tier")
+        runs = selection.runs()
+        say(f"re-scoring {len(runs)} runs of {len(selection.finalists)} finalists on the {spec.suite.name} full tier")
         done = lambda f, metrics: say(f"  {f.name}: full-tier mean primary {flatten(metrics)['bench/mean_primary']:.3f}")  # noqa: E731
-        scores = evaluate_finalists(client, spec, data, selection.finalists, done)
+        scores = evaluate_finalists(client, spec, data, runs, done)
         save_scores(client, self.mlflow_parent_run_id, selection, scores)
         return self._publish(rank_scores(selection, scores, spec.leaderboard), scores)
 
@@ -340,9 +375,9 @@ class SweepResult:
         return board
 
     def best_config(self) -> TrialConfig:
-        """The config of the best-scoring trial that trained all its epochs (else of any trial)."""
+        """The config of the best-scoring search trial that trained all its epochs (else of any)."""
         frame = self.trials()
-        scored = frame[frame["score"].notna()]
+        scored = frame[frame["score"].notna() & (frame["role"] != "replicate")]
         if scored.empty:
             raise ValueError(f"sweep {self.experiment}: no trial reported a score")
         finished = scored[scored["status"] == "completed"]

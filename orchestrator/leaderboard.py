@@ -1,12 +1,14 @@
 """The sweep's leaderboard: finalists' full-tier scores ranked, stored and published to MLflow.
 
 What is kept on the sweep's parent MLflow run, under `leaderboard/`:
-- `scores.npz` + `finalists.json`: every finalist's per-item scores and full-tier metrics, so
+- `scores.npz` + `finalists.json`: every scored run's per-item scores and full-tier metrics
+  (each finalist's search trial and seed replicates), so
   the ranking can be rebuilt (`clipsweep leaderboard`, `SweepResult.leaderboard()`) without
   evaluating again;
 - `leaderboard.csv|md|html`, `leaderboard_heatmap.png`, `leaderboard_forest.png`.
-Each finalist's child run gets its full-tier metrics (`full/<task>/<metric>`) and
-`leaderboard/aggregate`, `leaderboard/mean_rank`.
+Each scored run's child run gets its full-tier metrics (`full/<task>/<metric>`) and its
+variant's `leaderboard/aggregate`, `leaderboard/aggregate_diff_pts`, `leaderboard/p_better`,
+`leaderboard/seeds`, `leaderboard/mean_rank`, `leaderboard/rank`.
 """
 
 from __future__ import annotations
@@ -57,6 +59,14 @@ class Leaderboard:
     @property
     def notes(self) -> tuple[str, ...]:
         extra = (self.selection.note,) if self.selection.note else ()
+        ranked = set(self.ranking.frame["variant"])
+        asked = self.selection.seeds
+        for f in self.selection.finalists:
+            n = len(self.selection.runs_of(f.name))
+            if f.name not in ranked:
+                extra += (f"{f.name}: no completed run to score; not ranked.",)
+            elif n < asked:
+                extra += (f"{f.name}: ranked on {n} of {asked} seeds (the others failed or did not train all epochs).",)
         return extra + self.ranking.notes
 
     def knobs(self) -> dict[str, str]:
@@ -78,9 +88,26 @@ class Leaderboard:
 
 
 def rank_scores(selection: Selection, scores: Scores, settings: LeaderboardSettings) -> Leaderboard:
-    """Ranks the finalists' per-item scores against the selection's reference."""
-    items = {name: per_item for name, (_, per_item) in scores.items()}
-    benchmarks = list(dict.fromkeys(b for per_item in items.values() for b in per_item))
+    """Ranks the finalists, each on the per-item scores of all its scored runs (one per seed),
+    against the selection's reference; if the reference has no scored run, against the best
+    finalist that has one (and every output says so).
+
+    Raises:
+        ValueError: no finalist has a scored run.
+    """
+    items = {
+        f.name: [scores[run.name][1] for run in selection.runs_of(f.name) if run.name in scores]
+        for f in selection.finalists
+    }
+    items = {name: runs for name, runs in items.items() if runs}
+    if not items:
+        raise ValueError("no finalist has a completed run to score; nothing to rank")
+    if selection.reference not in items:
+        substitute = next(iter(items))
+        note = (f"{selection.reference} has no completed run: everything is compared with {substitute}, "
+                f"the best completed finalist.")  # fmt: skip
+        selection = dataclasses.replace(selection, reference=substitute, note=note)
+    benchmarks = list(dict.fromkeys(b for runs in items.values() for per_item in runs for b in per_item))
     return Leaderboard(rank_variants(items, selection.reference, benchmarks, settings.bootstrap), selection, settings)
 
 
@@ -94,6 +121,8 @@ def save_scores(client: MlflowClient, parent_id: str, selection: Selection, scor
         "reference": selection.reference,
         "note": selection.note,
         "finalists": [dataclasses.asdict(f) for f in selection.finalists],
+        "replicates": [dataclasses.asdict(f) for f in selection.replicates],
+        "seeds": selection.seeds,
         "metrics": {name: metrics for name, (metrics, _) in scores.items()},
     }
     with tempfile.TemporaryDirectory() as directory:
@@ -114,26 +143,36 @@ def load_scores(client: MlflowClient, parent_id: str) -> tuple[Selection, Scores
             doc = json.load(f)
         with open(os.path.join(folder, SCORES_FILE), "rb") as f:
             arrays = dict(np.load(io.BytesIO(f.read())))
-    finalists = [Finalist(**f) for f in doc["finalists"]]
+    selection = Selection(
+        [Finalist(**f) for f in doc["finalists"]], doc["reference"], doc["note"],
+        tuple(Finalist(**f) for f in doc.get("replicates", ())), doc.get("seeds", 1),
+    )  # fmt: skip
     scores: Scores = {}
-    for f in finalists:
-        benches = dict.fromkeys(key.split("/")[1] for key in arrays if key.startswith(f"{f.name}/"))
-        items = {b: ItemScores(arrays[f"{f.name}/{b}/hits"], arrays[f"{f.name}/{b}/counts"]) for b in benches}
-        scores[f.name] = (doc["metrics"][f.name], items)
-    return Selection(finalists, doc["reference"], doc["note"]), scores
+    for run in selection.runs():
+        if run.name not in doc["metrics"]:  # its evaluation failed
+            continue
+        benches = dict.fromkeys(key.split("/")[1] for key in arrays if key.startswith(f"{run.name}/"))
+        items = {b: ItemScores(arrays[f"{run.name}/{b}/hits"], arrays[f"{run.name}/{b}/counts"]) for b in benches}
+        scores[run.name] = (doc["metrics"][run.name], items)
+    return selection, scores
 
 
 def log_to_runs(client: MlflowClient, board: Leaderboard, scores: Scores) -> None:
-    """Each finalist's child run gets its full-tier metrics and its leaderboard standing."""
+    """Each scored run's child run gets its full-tier metrics and its variant's standing."""
     frame = board.frame().set_index("variant")
-    for finalist in board.selection.finalists:
-        row = frame.loc[finalist.name]
+    for run in board.selection.runs():
+        if run.name not in scores or run.of not in frame.index:
+            continue
+        row = frame.loc[run.of]
         values: dict[str, Any] = {
-            **flatten(scores[finalist.name][0], prefix="full"),
+            **flatten(scores[run.name][0], prefix="full"),
             "leaderboard/aggregate": row["aggregate"],
+            "leaderboard/aggregate_diff_pts": row["aggregate_diff"] * 100,
+            "leaderboard/p_better": row["aggregate_p_better"],
+            "leaderboard/seeds": row["seeds"],
             "leaderboard/mean_rank": row["mean_rank"],
             "leaderboard/rank": row["rank"],
         }
         now = int(time.time() * 1000)
         metrics = [Metric(metric_key(k), float(v), now, 0) for k, v in values.items() if np.isfinite(v)]
-        client.log_batch(finalist.run_id, metrics=metrics)
+        client.log_batch(run.run_id, metrics=metrics)

@@ -126,9 +126,11 @@ class Suite:
 @dataclass(frozen=True)
 class LeaderboardSettings:
     """After the search: the top `finalists` trials by cheap-tier score plus the baseline are
-    re-evaluated on the full tier and ranked with a paired bootstrap (see `ranking.py`)."""
+    trained `seeds` times in all (seeds optim.seed + i), every run is re-evaluated on the full
+    tier, and the variants are ranked over seeds and items (see `ranking.py`)."""
 
     finalists: int = 3
+    seeds: int = 3  # 1: one run per variant, and intervals without training noise
     resamples: int = 1000
     seed: int = 0
     level: float = 0.95  # interval coverage
@@ -477,6 +479,10 @@ def _check_spec(spec: SweepSpec) -> None:
     board = spec.leaderboard
     if board.finalists < 1:
         raise SpecError(f"{s}: leaderboard.finalists={board.finalists}; allowed: >= 1 (the baseline is added to them)")
+    if board.seeds < 1:
+        raise SpecError(
+            f"{s}: leaderboard.seeds={board.seeds}; allowed: an integer >= 1 (runs per variant; 3 or more measure training noise)"
+        )
     if board.resamples < 100:
         raise SpecError(f"{s}: leaderboard.resamples={board.resamples}; allowed: >= 100 (percentile intervals need them)")
     for name in ("level", "alpha"):

@@ -24,7 +24,7 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from .spec import SweepSpec
-from .tune import DRIVER_NODE, FINAL_STAGE_SCORE, SCORE, TRAIN_NODES, end_status, overrides_of, trial_label
+from .tune import DRIVER_NODE, FINAL_STAGE_SCORE, REPLICATE_KEY, SCORE, TRAIN_NODES, end_status, overrides_of, trial_label
 
 STATUS_TAG = "clipsweep.status"  # completed | stopped_early | failed | killed
 ROLE_TAG = "clipsweep.role"  # baseline | search
@@ -36,6 +36,8 @@ OVERRIDES_TAG = "clipsweep.overrides"  # JSON {dotted field: value}: what differ
 NODES_TAG = "clipsweep.train_nodes"  # Ray node ids the trial's Train workers ran on
 DRIVER_NODE_TAG = "clipsweep.driver_node"  # Ray node id of the trial's driver
 BEST_CHECKPOINT_TAG = "clipsweep.best_checkpoint"  # storage path of the best-scoring epoch's checkpoint
+SEED_TAG = "clipsweep.seed"  # the run's optim.seed
+REPLICATE_OF_TAG = "clipsweep.replicate_of"  # on a seed replicate: the finalist (child run name) it repeats
 
 # Keys Tune adds to every result: bookkeeping, not metrics of the trial.
 _TUNE_KEYS = {
@@ -103,6 +105,7 @@ class MlflowTracker(tune.Callback):
         spec = self.spec
         params = {f"resources.{k}": v for k, v in resources.items()}
         params.update({"search.num_samples": spec.search.num_samples, "search.seed": spec.search.seed,
+                       "leaderboard.seeds": spec.leaderboard.seeds, "leaderboard.finalists": spec.leaderboard.finalists,
                        "asha.grace_period": spec.asha.grace_period, "asha.reduction_factor": spec.asha.reduction_factor,
                        "asha.max_t": spec.max_t, "suite": f"{spec.suite.name}/{spec.suite.tier}",
                        "failure_config.max_failures": spec.failure_config.max_failures})  # fmt: skip
@@ -164,7 +167,8 @@ class MlflowTracker(tune.Callback):
             run_name=trial_label(trial),
             tags={
                 PARENT_TAG: self.parent_id, ROLE_TAG: role, TRIAL_ID_TAG: trial.trial_id, STATUS_TAG: "running",
-                OVERRIDES_TAG: json.dumps(overrides_of(trial.config)),
+                OVERRIDES_TAG: json.dumps(overrides_of(trial.config)), SEED_TAG: str(cfg.optim.seed),
+                **({REPLICATE_OF_TAG: trial.config[REPLICATE_KEY]} if REPLICATE_KEY in trial.config else {}),
             },  # fmt: skip
         )
         run_id = run.info.run_id

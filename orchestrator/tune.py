@@ -35,6 +35,8 @@ FINAL_STAGE_SCORE = "final_stage_score"  # the same in final-stage epochs (NaN b
 FINAL_STAGE_EPOCH = "final_stage_epoch"  # epochs into the final stage: ASHA's clock (absent before it)
 TRAIN_NODES = "train_nodes"  # comma-separated Ray node ids of the epoch's Train workers
 DRIVER_NODE = "driver_node"  # Ray node id of the trial's driver (the Tune trainable)
+SEED_FIELD = "optim.seed"  # what a seed replicate's config sets
+REPLICATE_KEY = "replicate_of"  # in a replicate's Tune config: the finalist it repeats
 DATA_CPUS = 2  # logical CPUs kept free for Ray Data's decode tasks (with none, no epoch starts)
 
 
@@ -172,6 +174,30 @@ class FixedFirst(Searcher):
         self.fixed_ids = list(state["fixed_ids"])
 
 
+class Replicates(Searcher):
+    """Hands out the leaderboard's seed replicates (whole overrides, one per trial), then ends."""
+
+    def __init__(self, configs: list[dict[str, Any]]) -> None:
+        super().__init__(metric=SCORE, mode="max")
+        self.configs = list(configs)
+        self.handed = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.handed >= len(self.configs):
+            return Searcher.FINISHED
+        self.handed += 1
+        return dict(self.configs[self.handed - 1])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Nothing to learn: every replicate is fixed in advance."""
+
+    def get_state(self) -> dict[str, Any]:
+        return {"handed": self.handed}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.handed = state["handed"]
+
+
 def overrides_of(config: dict[str, Any]) -> dict[str, Any]:
     """The searched fields of a Tune trial config ({dotted field: value}; empty for the baseline)."""
     return {k: v for k, v in config.items() if "." in k}
@@ -179,7 +205,10 @@ def overrides_of(config: dict[str, Any]) -> dict[str, Any]:
 
 def trial_label(trial: Any) -> str:
     """`trial-00-baseline`, `trial-03-point`, ...: numbered in the order the searcher handed
-    them out (Tune's experiment tag starts with that 1-based counter), not the order they start."""
+    them out (Tune's experiment tag starts with that 1-based counter), not the order they start.
+    A seed replicate is named after its finalist: `trial-03-point-seed2`."""
+    if REPLICATE_KEY in trial.config:
+        return f"{trial.config[REPLICATE_KEY]}-seed{trial.config[SEED_FIELD]}"
     number = int(trial.experiment_tag.split("_", 1)[0]) - 1
     return f"trial-{number:02d}-{trial.config.get('role', 'search')}"
 
@@ -285,6 +314,27 @@ def build_tuner(
             callbacks=callbacks,
             verbose=0,  # the CLI's live table is the progress
             failure_config=tune.FailureConfig(max_failures=0),  # a failing trial is recorded, not retried
+        ),
+    )
+
+
+def build_replicate_tuner(
+    spec: SweepSpec, data: TrialData, plan: ResourcePlan, experiment: str, configs: list[dict[str, Any]],
+    callbacks: list[tune.Callback],
+) -> tune.Tuner:
+    """The Tuner of the seed replicates: every config trained all its epochs (no scheduler), as
+    many at once as the plan allows, on the same trainable and Train storage as the search."""
+    return tune.Tuner(
+        _trainable(spec, data, experiment),
+        tune_config=tune.TuneConfig(
+            search_alg=Replicates(configs), num_samples=len(configs), max_concurrent_trials=plan.max_concurrent
+        ),
+        run_config=tune.RunConfig(
+            name="replicates",  # a Tune experiment of its own, inside the sweep's folder
+            storage_path=experiment_path(spec, experiment),
+            callbacks=callbacks,
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
 

@@ -27,7 +27,7 @@ def write_space(folder: Path, corpus: SyntheticCorpus, name: str, **sections: An
         "search_space": {"objective": {"logit_transform": {"type": "choice", "values": ["identity", "sine"]}}},
         "search": {"num_samples": 3, "seed": 0, "max_concurrent": 1},
         "resources": {"workers_per_trial": 1, "cpus_per_worker": 1, "driver_cpus": 0.5},
-        "leaderboard": {"finalists": 1, "resamples": 200},
+        "leaderboard": {"finalists": 1, "resamples": 200, "seeds": 1},  # replicates: tests/test_sweep.py
         "storage_path": str(folder / "results"),
         "mlflow": {"tracking_uri": f"sqlite:///{folder}/mlruns.db"},
         **sections,

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clipsweep.orchestrator.finalists import Finalist, Selection, choose_finalists
-from clipsweep.orchestrator.leaderboard import Leaderboard
+from clipsweep.orchestrator.finalists import Finalist, Selection, choose_finalists, replicate_configs, with_replicates
+from clipsweep.orchestrator.leaderboard import Leaderboard, rank_scores
 from clipsweep.orchestrator.ranking import BootstrapSettings, holm, rank_variants, resample_counts, resampled_metrics
 from clipsweep.orchestrator.report import console_table, markdown, write_reports
-from clipsweep.orchestrator.spec import LeaderboardSettings
+from clipsweep.orchestrator.spec import LeaderboardSettings, SweepSpec
 from clipsweep.trainers.evaluation.metrics import ItemScores, mean_per_class_recall, retrieval
 
 BENCHMARKS = [f"b{i}" for i in range(10)]
@@ -188,3 +188,46 @@ def test_a_substitute_reference_is_stated_everywhere(tmp_path):
     assert board.frame().attrs["notes"][0] == note
     assert note in (tmp_path / "leaderboard.md").read_text() and note in (tmp_path / "leaderboard.html").read_text()
     assert note in str(console_table(board).caption)
+
+
+def test_replicates_fill_each_finalist_up_to_its_seeds_and_a_failed_one_is_counted_out():
+    trials = _trials([
+        ("trial-00-baseline", "r0", "baseline", "completed", 0.40, {}, None),
+        ("trial-01-point", "r1", "point", "completed", 0.50, {"optim.seed": 7}, None),
+        ("trial-00-baseline-seed1", "r2", "replicate", "completed", 0.41, {"optim.seed": 1}, None),
+        ("trial-01-point-seed8", "r3", "replicate", "failed", None, {"optim.seed": 8}, "OOM"),
+    ]).assign(seed=[0, 7, 1, 8], replicate_of=[None, None, "trial-00-baseline", "trial-01-point"])  # fmt: skip
+    spec = SweepSpec.from_dict({
+        "name": "t", "search_space": {"objective": {"logit_transform": {"type": "choice", "values": ["sine"]}}},
+        "leaderboard": {"finalists": 1, "seeds": 3},
+    })  # fmt: skip
+    selection = choose_finalists(trials, n=1)
+    assert [f.name for f in selection.finalists] == ["trial-00-baseline", "trial-01-point"]  # never a replicate
+    configs = replicate_configs(selection, spec, trials)  # the completed one is not trained again
+    assert [(c["replicate_of"], c["optim.seed"]) for c in configs] == [
+        ("trial-00-baseline", 2), ("trial-01-point", 8), ("trial-01-point", 9)
+    ]  # fmt: skip
+    assert all(c["role"] == "replicate" for c in configs)
+    selection = with_replicates(selection, trials, seeds=3)
+    assert [r.name for r in selection.runs_of("trial-00-baseline")] == ["trial-00-baseline", "trial-00-baseline-seed1"]
+    rng = np.random.default_rng(6)
+    scores = {r.name: ({}, {b: _accuracy(rng.random(200) < 0.5) for b in BENCHMARKS}) for r in selection.runs()}
+    board = rank_scores(selection, scores, LeaderboardSettings(seeds=3))
+    frame = board.frame().set_index("variant")
+    assert frame.loc["trial-00-baseline", "seeds"] == 2 and frame.loc["trial-01-point", "seeds"] == 1
+    assert frame.loc["trial-01-point", "interval"] == "items only"
+    assert "trial-01-point: ranked on 1 of 3 seeds" in " ".join(board.notes)
+    assert "trial-00-baseline: ranked on 2 of 3 seeds" in " ".join(board.notes)
+
+
+def test_a_baseline_with_no_completed_run_hands_the_reference_on_and_says_so():
+    finalists = [Finalist("trial-00-baseline", "r0", "baseline", {}, 0.4, "stopped_early"),
+                 Finalist("trial-01-point", "r1", "point", {"optim.lr": 0.1}, 0.5, "completed")]  # fmt: skip
+    selection = Selection(finalists, "trial-00-baseline", None, seeds=1)
+    rng = np.random.default_rng(7)
+    board = rank_scores(selection, {"trial-01-point": ({}, {b: _accuracy(rng.random(50) < 0.5) for b in BENCHMARKS})}, LeaderboardSettings())
+    assert board.ranking.reference == "trial-01-point"
+    assert any("trial-00-baseline has no completed run" in note for note in board.notes)
+    assert any("Training variance is not included" in note for note in board.notes)
+    with pytest.raises(ValueError, match="nothing to rank"):
+        rank_scores(selection, {}, LeaderboardSettings())

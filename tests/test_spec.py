@@ -69,6 +69,9 @@ BAD = [
     ("resources.workers_per_trial", 0, "resources.workers_per_trial=0; allowed: >= 1"),
     ("points_to_evaluate", [{"negatives.weighting": "cluster_all"}], "points_to_evaluate[0]"),
     ("trial.optim.lr", -1.0, "trial.optim.lr=-1.0"),
+    ("trial.optim.deterministic", "yes", "trial.optim.deterministic='yes'; allowed: true or false"),
+    ("leaderboard.seeds", 0, "leaderboard.seeds=0; allowed: an integer >= 1"),
+    ("leaderboard.seeds", 2.5, "leaderboard.seeds=2.5; allowed: an integer"),
     ("data.train", "/no/such/shards", "/no/such/shards"),
     ("colour", "red", "unknown field colour"),
 ]
