@@ -23,20 +23,25 @@ BETTER, WORSE, NEUTRAL, MISSING = "#1a7f37", "#cf222e", "#57606a", "#d0d7de"
 
 
 def variant_labels(ranking: Ranking, knobs: dict[str, str], width: int = 48) -> list[str]:
-    """'trial-05-search: logit_transform=sine ...' per row, cut to `width` characters."""
+    """'trial-05-search: logit_transform=sine ...' per row, cut to `width` characters, over its
+    seed count ('3 seeds', or '1 seed, items only' where training noise is not in the interval)."""
     labels = []
-    for name in ranking.frame["variant"]:
+    for name, seeds, interval in ranking.frame[["variant", "seeds", "interval"]].itertuples(index=False):
         text = f"{name}: {knobs.get(name, '')}".rstrip(": ")
-        labels.append(text if len(text) <= width else text[: width - 1] + "…")
+        text = text if len(text) <= width else text[: width - 1] + "…"
+        count = f"{seeds} seed{'s' if seeds != 1 else ''}" + (", items only" if interval == "items only" else "")
+        labels.append(f"{text}\n{count}")
     return labels
 
 
 def draw_heatmap(ax: Axes, ranking: Ranking, labels: list[str], alpha: float) -> None:
     """Variants x benchmarks; colour = difference to the reference in points (x100) of the
-    primary metric; significant cells (Holm) outlined and starred; missing cells grey."""
+    primary metric, mean over seeds; each cell also gives the variant's seed sd; significant
+    cells (Holm) outlined and starred; missing cells grey."""
     frame, benchmarks = ranking.frame, list(ranking.benchmarks)
     diff = frame[[f"{b}_diff" for b in benchmarks]].to_numpy(dtype=float) * 100
     sig = frame[[f"{b}_sig" for b in benchmarks]].to_numpy()
+    seed_sd = frame[[f"{b}_seed_sd" for b in benchmarks]].to_numpy(dtype=float) * 100
     limit = max(float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 0.0, 1.0)
     cmap = plt.get_cmap("RdBu").with_extremes(bad=MISSING)
     image = ax.imshow(np.ma.masked_invalid(diff), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
@@ -46,13 +51,14 @@ def draw_heatmap(ax: Axes, ranking: Ranking, labels: list[str], alpha: float) ->
             continue
         mark = "*" if sig[row, col] else ""
         strong = abs(value) > 0.6 * limit
-        ax.text(col, row, f"{value:+.1f}{mark}", ha="center", va="center", fontsize=8,
+        spread = "" if np.isnan(seed_sd[row, col]) else f"\nsd {seed_sd[row, col]:.1f}"
+        ax.text(col, row, f"{value:+.1f}{mark}{spread}", ha="center", va="center", fontsize=8,
                 color="white" if strong else "black", fontweight="bold" if mark else "normal")  # fmt: skip
         if mark:
             ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5))
     ax.set_xticks(range(len(benchmarks)), benchmarks, rotation=35, ha="right", fontsize=9)
     ax.set_yticks(range(len(labels)), labels, fontsize=9)
-    ax.set_title(f"Difference to {ranking.reference} (primary metric, points)", fontsize=11)
+    ax.set_title(f"Difference to {ranking.reference} (primary metric, mean over seeds, points; sd: seed sd)", fontsize=11)
     colorbar = ax.figure.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
     colorbar.set_label(f"variant − {ranking.reference} (x100)")
     ax.legend(
@@ -74,7 +80,8 @@ def draw_forest(ax: Axes, ranking: Ranking, labels: list[str], alpha: float, lev
     reference_mean = float(frame.loc[frame["variant"] == ranking.reference, "aggregate"].iloc[0])
     ax.axvline(0.0, color="black", linestyle="--", linewidth=1)
     spread = [*low, *high]
-    for yi, (name, v, lo, hi, colour) in enumerate(zip(frame["variant"], point, low, high, colours)):
+    better = frame["aggregate_p_better"].to_numpy(dtype=float)
+    for yi, (name, v, lo, hi, colour, pb) in enumerate(zip(frame["variant"], point, low, high, colours, better)):
         seeds = (np.array(ranking.seed_aggregates.get(name, ())) - reference_mean) * 100
         spread += list(seeds)
         ax.scatter(seeds, np.full(len(seeds), yi + 0.18), s=18, facecolors="none", edgecolors=colour, linewidths=1, zorder=3)
@@ -85,13 +92,13 @@ def draw_forest(ax: Axes, ranking: Ranking, labels: list[str], alpha: float, lev
             ax.annotate("reference", (np.max(seeds, initial=v), yi), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
             continue
         ax.errorbar(v, yi, xerr=[[v - lo], [hi - v]], fmt="o", color=colour, capsize=4, markersize=6, linewidth=2)
-        ax.annotate(f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]", (max(hi, np.max(seeds, initial=hi)), yi), xytext=(6, 0),
+        ax.annotate(f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]  P(> ref) {pb:.2f}", (max(hi, np.max(seeds, initial=hi)), yi), xytext=(6, 0),
                     textcoords="offset points", va="center", fontsize=8)  # fmt: skip
     ax.set_yticks(y, labels, fontsize=9)
     ax.set_ylim(len(frame) - 0.5, -0.5)  # best at the top, as in the table
     finite = np.array([x for x in spread if np.isfinite(x)] or [0.0])
     span = max(float(finite.max() - finite.min()), 1.0)
-    ax.set_xlim(finite.min() - 0.1 * span, finite.max() + 0.5 * span)
+    ax.set_xlim(finite.min() - 0.1 * span, finite.max() + 0.7 * span)
     ax.set_xlabel(f"mean primary metric over benchmarks, variant − {ranking.reference} (points)")
     ax.set_title(f"Aggregate difference with {level:.0%} interval (seeds and items)", fontsize=11)
     ax.grid(axis="x", alpha=0.3)
@@ -112,7 +119,7 @@ def save_plot(path: str, ranking: Ranking, labels: list[str], alpha: float, leve
     """Writes a PNG of the named panels side by side (`heatmap`, `forest`)."""
     widths = {"heatmap": 4 + 0.9 * len(ranking.benchmarks), "forest": 10.0}
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(sum(widths[p] for p in panels), 2.4 + 0.45 * len(labels)), layout="constrained",
+        1, len(panels), figsize=(sum(widths[p] for p in panels), 2.4 + 0.6 * len(labels)), layout="constrained",
         width_ratios=[widths[p] for p in panels], squeeze=False,
     )  # fmt: skip
     for ax, panel in zip(axes[0], panels):
