@@ -1,4 +1,8 @@
-"""Shared fixtures: a small synthetic corpus and one real local Ray for the whole session."""
+"""Shared fixtures: a small synthetic corpus and one real local Ray for the whole session.
+
+Every test that uses the local Ray is marked `integration`, as are the subprocess sweeps
+(`tests/test_faults.py`, `tests/test_cluster.py`): `pytest -m "not integration"` is the fast tier.
+"""
 
 from __future__ import annotations
 
@@ -20,3 +24,9 @@ def ray_local():
     ray.init(num_cpus=4, configure_logging=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)

@@ -96,6 +96,7 @@ def two_node_cluster(tmp_path: Path) -> Iterator[dict[str, object]]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
+@pytest.mark.integration
 def test_a_ray_job_sweep_on_two_nodes_records_everything_in_the_mlflow_server(two_node_cluster, small_corpus, tmp_path):
     cluster = two_node_cluster
     head = [n["node_id"] for n in cluster["nodes"] if n["is_head_node"]]

@@ -43,6 +43,7 @@ def _scores(uri: str, name: str) -> int:
     return len(client.get_metric_history(running[0].info.run_id, "score")) if running else 0
 
 
+@pytest.mark.integration
 def test_a_sweep_survives_a_dead_worker_a_dead_driver_and_ctrl_c(small_corpus, tmp_path):
     """One sweep of 2 trials of 3 epochs, stopped three ways and resumed twice:
 

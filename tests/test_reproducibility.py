@@ -15,7 +15,7 @@ import pytest
 from clipsweep.orchestrator.trial import TrialData, epoch_history, run_trial
 from clipsweep.trainers.config import TrialConfig
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
+pytestmark = pytest.mark.usefixtures("ray_local")  # integration: see conftest.py
 
 # Paper C's views and hard batches draw the most random numbers of any config.
 DRAWS_A_LOT = {"unimodal": {"image_weight": 0.5, "text_weight": 0.5}, "batching": {"mode": "cluster_hard"}}

@@ -29,7 +29,7 @@ from clipsweep.orchestrator.tracking import (
     OVERRIDES_TAG, PARENT_TAG, REASON_TAG, REPLICATE_OF_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG,
 )  # fmt: skip
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
+pytestmark = pytest.mark.usefixtures("ray_local")  # integration: see conftest.py
 
 
 @pytest.fixture(scope="module")
