@@ -1,6 +1,6 @@
 """A/A calibration of the leaderboard's test: how often is a config called different from itself?
 
-    python benchmarks/aa_calibration.py [--seeds 8] [--k 3] [--comparisons 200] [--out DIR] [--fresh]
+    python benchmarks/aa_calibration.py [--seeds 8] [--k 3 4] [--comparisons 200] [--out DIR] [--fresh]
 
 Trains the demo's baseline (vanilla CLIP with `search_spaces/default.yaml`'s trial settings on
 its corpus) with N seeds, and the same config with one more epoch and with twice the epochs
@@ -79,15 +79,16 @@ def _significant(runs_a, runs_b, seed: int) -> tuple[np.ndarray, int]:
     return np.array([row[f"{b}_sig"] for b in TASK_NAMES]), int(row["aggregate_sig"]), row["aggregate_diff"]
 
 
-def aa_rates(base: Runs, k: int, comparisons: int, rng: np.random.Generator) -> dict[str, tuple]:
-    """Shares of A/A comparisons called significant: the item-only test and the seed-aware one."""
-    out = {}
+def aa_rates(base: Runs, ks: list[int], comparisons: int, rng: np.random.Generator) -> dict[str, tuple]:
+    """Shares of A/A comparisons called significant: the item-only test (one run a side, every
+    pair of seeds) and the seed-aware one (k seeds a side, disjoint, drawn at random)."""
     pairs = list(itertools.combinations(range(len(base)), 2))
-    groups = [rng.permutation(len(base))[: 2 * k] for _ in range(comparisons)]
-    for label, cases in (
-        ("items only (1 run each)", [([base[i]], [base[j]]) for i, j in pairs]),
-        (f"seeds + items ({k} seeds each)", [([base[i] for i in g[:k]], [base[i] for i in g[k:]]) for g in groups]),
-    ):
+    tests = [("items only (1 run each)", [([base[i]], [base[j]]) for i, j in pairs])]
+    for k in ks:
+        groups = [rng.permutation(len(base))[: 2 * k] for _ in range(comparisons)]
+        tests.append((f"seeds + items ({k} seeds each)", [([base[i] for i in g[:k]], [base[i] for i in g[k:]]) for g in groups]))
+    out = {}
+    for label, cases in tests:
         marks = [_significant(a, b, c) for c, (a, b) in enumerate(cases)]
         per_bench = np.array([m[0] != 0 for m in marks])
         out[label] = (len(cases), per_bench.any(axis=1).mean(), np.mean([m[1] != 0 for m in marks]), per_bench.mean(axis=0))
@@ -111,7 +112,7 @@ def power(base: Runs, longer: Runs, k: int, comparisons: int, rng: np.random.Gen
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=8, help="runs per config (N)")
-    parser.add_argument("--k", type=int, default=3, help="seeds per side in a comparison (leaderboard.seeds)")
+    parser.add_argument("--k", type=int, nargs="+", default=[3, 4], help="seeds per side in a comparison (leaderboard.seeds)")
     parser.add_argument("--comparisons", type=int, default=200)
     parser.add_argument("--out", default=os.path.join("/tmp", "aa_calibration"))
     parser.add_argument("--fresh", action="store_true", help="train every config again, ignoring kept scores")
@@ -146,16 +147,17 @@ def main() -> None:
     table = Table(title=f"A/A: the baseline against itself ({args.seeds} seeds of {demo['trial']['optim']['epochs']} epochs)")
     for column in ("test", "comparisons", "any benchmark (Holm)", "aggregate", *TASK_NAMES):
         table.add_column(column, justify="left" if column == "test" else "right")
-    for label, (n, any_bench, aggregate, per_bench) in aa_rates(scores["baseline"], args.k, args.comparisons, rng).items():
+    ks = [k for k in args.k if 2 * k <= args.seeds]  # A/A needs two disjoint groups
+    for label, (n, any_bench, aggregate, per_bench) in aa_rates(scores["baseline"], ks, args.comparisons, rng).items():
         table.add_row(label, str(n), f"{any_bench:.1%}", f"{aggregate:.1%}", *(f"{x:.0%}" for x in per_bench))
     console.print(table)
 
-    table = Table(title=f"Power: a longer config against the baseline ({args.k} seeds each)")
-    for column in ("config", "comparisons", "mean gain (pts)", "aggregate called better", *TASK_NAMES):
+    table = Table(title="Power: a longer config against the baseline (k seeds each)")
+    for column in ("config", "k", "comparisons", "mean gain (pts)", "aggregate called better", *TASK_NAMES):
         table.add_column(column, justify="left" if column == "config" else "right")
-    for name in ("one_more_epoch", "twice_the_epochs"):
-        n, rate, gain, per_bench = power(scores["baseline"], scores[name], args.k, args.comparisons, rng)
-        table.add_row(name, str(n), f"{gain:+.2f}", f"{rate:.1%}", *(f"{x:.0%}" for x in per_bench))
+    for name, k in itertools.product(("one_more_epoch", "twice_the_epochs"), args.k):
+        n, rate, gain, per_bench = power(scores["baseline"], scores[name], k, args.comparisons, rng)
+        table.add_row(name, str(k), str(n), f"{gain:+.2f}", f"{rate:.1%}", *(f"{x:.0%}" for x in per_bench))
     console.print(table)
 
 

@@ -8,7 +8,7 @@ What is kept on the sweep's parent MLflow run, under `leaderboard/`:
 - `leaderboard.csv|md|html`, `leaderboard_heatmap.png`, `leaderboard_forest.png`.
 Each scored run's child run gets its full-tier metrics (`full/<task>/<metric>`) and its
 variant's `leaderboard/aggregate`, `leaderboard/aggregate_diff_pts`, `leaderboard/p_better`,
-`leaderboard/seeds`, `leaderboard/mean_rank`, `leaderboard/rank`.
+`leaderboard/seeds`, `leaderboard/seed_sd_pts`, `leaderboard/mean_rank`, `leaderboard/rank`.
 """
 
 from __future__ import annotations
@@ -170,6 +170,7 @@ def log_to_runs(client: MlflowClient, board: Leaderboard, scores: Scores) -> Non
             "leaderboard/aggregate_diff_pts": row["aggregate_diff"] * 100,
             "leaderboard/p_better": row["aggregate_p_better"],
             "leaderboard/seeds": row["seeds"],
+            "leaderboard/seed_sd_pts": row["aggregate_seed_sd"] * 100,
             "leaderboard/mean_rank": row["mean_rank"],
             "leaderboard/rank": row["rank"],
         }

@@ -152,8 +152,8 @@ class _Arm:
         return max(0.0, (within - float(self.boot.mean(axis=1).var())) / (self.k - 1)) if self.k > 1 else 0.0
 
 
-def _interval_t(estimate: float, seed_terms: list[tuple[float, int]], item_var: float, level: float) -> tuple[float, float, float, float]:
-    """(lo, hi, p of "= 0", se) of a Welch t interval: variance = sum of seed terms + item_var.
+def _interval_t(estimate: float, seed_terms: list[tuple[float, int]], item_var: float, level: float) -> tuple[float, float, float]:
+    """(lo, hi, p of "= 0") of a Welch t interval: variance = sum of seed terms + item_var.
 
     Satterthwaite's degrees of freedom count the seed terms (k - 1 each); the item term comes
     from 1,000 resamples of thousands of items, so it adds none. No seed term: a normal interval.
@@ -161,22 +161,20 @@ def _interval_t(estimate: float, seed_terms: list[tuple[float, int]], item_var: 
     variance = item_var + sum(term for term, _ in seed_terms)
     se = math.sqrt(max(variance, 0.0))
     if se == 0:
-        return estimate, estimate, 1.0 if estimate == 0 else 0.0, 0.0
+        return estimate, estimate, 1.0 if estimate == 0 else 0.0
     spread = sum(term**2 / (k - 1) for term, k in seed_terms)
     df = variance**2 / spread if spread > 0 else math.inf
     quantile = float(stats.t.ppf(0.5 + level / 2, df)) if math.isfinite(df) else float(stats.norm.ppf(0.5 + level / 2))
     tail = stats.t.sf(abs(estimate) / se, df) if math.isfinite(df) else stats.norm.sf(abs(estimate) / se)
-    return estimate - quantile * se, estimate + quantile * se, float(min(1.0, 2 * tail)), se
+    return estimate - quantile * se, estimate + quantile * se, float(min(1.0, 2 * tail))
 
 
 def _estimate(arm: _Arm, level: float) -> tuple[float, float]:
     """The interval of one variant's mean over seeds (seed and item noise)."""
     item = float(arm.boot.mean(axis=1).var())
     if arm.k < 2:
-        lo, hi, _, _ = _interval_t(arm.mean, [], item, level)
-    else:
-        lo, hi, _, _ = _interval_t(arm.mean, [(arm.seed_term, arm.k)], max(0.0, item - arm.item_noise), level)
-    return lo, hi
+        return _interval_t(arm.mean, [], item, level)[:2]
+    return _interval_t(arm.mean, [(arm.seed_term, arm.k)], max(0.0, item - arm.item_noise), level)[:2]
 
 
 def _compare(arm: _Arm, ref: _Arm, level: float) -> tuple[float, float, float, float, bool]:
@@ -184,11 +182,9 @@ def _compare(arm: _Arm, ref: _Arm, level: float) -> tuple[float, float, float, f
     diff = arm.mean - ref.mean
     item = float((arm.boot.mean(axis=1) - ref.boot.mean(axis=1)).var())
     if arm.k < 2 or ref.k < 2:  # a side without seed variance: items only, and marked so
-        lo, hi, p, _ = _interval_t(diff, [], item, level)
-        return diff, lo, hi, p, False
+        return (diff, *_interval_t(diff, [], item, level), False)
     item = max(0.0, item - arm.item_noise - ref.item_noise)
-    lo, hi, p, _ = _interval_t(diff, [(arm.seed_term, arm.k), (ref.seed_term, ref.k)], item, level)
-    return diff, lo, hi, p, True
+    return (diff, *_interval_t(diff, [(arm.seed_term, arm.k), (ref.seed_term, ref.k)], item, level), True)
 
 
 def _p_better(arm: _Arm, ref: _Arm) -> float:
@@ -282,9 +278,8 @@ def rank_variants(
         aggregate_p = row.get("aggregate_p", np.nan)
         row["aggregate_sig"] = int(np.sign(row["aggregate_diff"])) if aggregate_p < settings.alpha else 0
 
-    order = [bench for bench in benchmarks] + ["aggregate"]
     fields = ["", "_lo", "_hi", "_diff", "_diff_lo", "_diff_hi", "_p", "_p_holm", "_sig", "_seed_sd", "_p_better"]
-    for bench in order:
+    for bench in [*benchmarks, "aggregate"]:
         for suffix in fields:
             if bench == "aggregate" and suffix == "_p_holm":
                 continue

@@ -53,8 +53,11 @@ class ResourcePlan:
     def describe(self, spec: SweepSpec) -> str:
         r = spec.resources
         gpus = f", {self.gpus_per_trial:g} GPU" if self.gpus_per_trial else ""
+        board = spec.leaderboard
+        replicates = (board.finalists + 1) * (board.seeds - 1)
+        then = f", then up to {replicates} seed replicates (leaderboard.seeds={board.seeds})" if replicates else ""
         return (
-            f"{spec.search.num_samples} trials (baseline + {spec.search.num_samples - 1} searched), "
+            f"{spec.search.num_samples} trials (baseline + {spec.search.num_samples - 1} searched){then}, "
             f"{self.max_concurrent} at a time; each trial: driver {r.driver_cpus:g} CPU + "
             f"{r.workers_per_trial} worker(s) x {r.cpus_per_worker:g} CPU{gpus} = {self.cpus_per_trial:g} CPU"
         )
