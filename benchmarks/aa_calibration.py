@@ -1,6 +1,6 @@
 """A/A calibration of the leaderboard's test: how often is a config called different from itself?
 
-    python benchmarks/aa_calibration.py [--seeds 8] [--k 3 4] [--comparisons 200] [--out DIR] [--fresh]
+    python benchmarks/aa_calibration.py [--seeds 12] [--k 3 4] [--comparisons 200] [--out DIR] [--fresh]
 
 Trains the demo's baseline (vanilla CLIP with `search_spaces/default.yaml`'s trial settings on
 its corpus) with N seeds, and the same config with one more epoch and with twice the epochs
@@ -15,8 +15,8 @@ at a time, each scored on synthetic10's full tier from its last checkpoint. Then
   better, and the gain it measures, in points.
 
 Targets (DESIGN.md "Ranking"): A/A at most 5% after Holm; power at least 80% for a gain of 2
-points or more. The per-run scores are kept in `--out`; a later call trains only the configs
-not kept there yet (`--fresh`: all again).
+points or more. The per-run scores are kept in `--out`; a later call trains only the runs not
+kept there yet (`--fresh`: all again).
 """
 
 from __future__ import annotations
@@ -51,11 +51,16 @@ def _train(trial: dict, data: TrialData, storage: str, name: str) -> dict:
         return load_weights(directory)
 
 
-def train_all(configs: dict[str, dict], seeds: int, data: TrialData, out: str, console: Console) -> dict[str, Runs]:
-    """Every config trained with seeds 0..seeds-1, two at a time, each scored on the full tier."""
+def train_all(
+    configs: dict[str, dict], seeds: int, scores: dict[str, Runs], data: TrialData, out: str, console: Console
+) -> dict[str, Runs]:
+    """Every config trained with seeds 0..seeds-1 (those not in `scores` yet), two at a time,
+    each scored on the full tier."""
     suite = data.default_suite().to_dict()
-    jobs = [(name, seed) for seed in range(seeds) for name in configs]
-    scores: dict[str, Runs] = {name: [None] * seeds for name in configs}  # type: ignore[list-item]
+    scores = {name: list(scores.get(name, []))[:seeds] for name in configs}
+    jobs = [(name, seed) for seed in range(seeds) for name in configs if seed >= len(scores[name])]
+    for name in configs:
+        scores[name] += [None] * (seeds - len(scores[name]))  # type: ignore[list-item]
     pending: dict = {}
     start = time.perf_counter()
     while jobs or pending:
@@ -111,7 +116,7 @@ def power(base: Runs, longer: Runs, k: int, comparisons: int, rng: np.random.Gen
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=8, help="runs per config (N)")
+    parser.add_argument("--seeds", type=int, default=12, help="runs per config (N)")
     parser.add_argument("--k", type=int, nargs="+", default=[3, 4], help="seeds per side in a comparison (leaderboard.seeds)")
     parser.add_argument("--comparisons", type=int, default=200)
     parser.add_argument("--out", default=os.path.join("/tmp", "aa_calibration"))
@@ -130,15 +135,15 @@ def main() -> None:
         "twice_the_epochs": {**base, "optim": {**base["optim"], "epochs": 2 * epochs}},
     }
     scores: dict[str, Runs] = {}
-    if os.path.exists(kept) and not args.fresh:
+    if os.path.exists(kept) and not args.fresh:  # seeds 0..n-1 of each config, kept by an earlier call
         with open(kept, "rb") as f:
-            scores = {name: runs for name, runs in pickle.load(f).items() if len(runs) == args.seeds}
-    missing = {name: cfg for name, cfg in configs.items() if name not in scores}
-    if missing:
+            scores = pickle.load(f)
+    if any(len(scores.get(name, [])) < args.seeds for name in configs):
         ray.init(num_cpus=5, configure_logging=False, log_to_driver=False)  # 2 runs x 1.5 CPU + 2 for Ray Data
-        scores |= train_all(missing, args.seeds, data_from_doc(demo["data"]), args.out, console)
+        scores = train_all(configs, args.seeds, scores, data_from_doc(demo["data"]), args.out, console)
         with open(kept, "wb") as f:
             pickle.dump(scores, f)
+    scores = {name: runs[: args.seeds] for name, runs in scores.items()}
     rng = np.random.default_rng(0)
     aggregates = {name: [np.mean([s[b].value() for b in TASK_NAMES]) for s in runs] for name, runs in scores.items()}
     for name, values in aggregates.items():
