@@ -141,14 +141,17 @@ class Sweep:
             tuner = restore_tuner(spec, data, result.path, [tracker, *callbacks])
         try:
             with sigterm_as_sigint():
-                summaries = [_summary(r) for r in tuner.fit()]
-                if not tracker.open:  # the search ended (not Ctrl-C): train the finalists' other seeds
-                    summaries += _train_replicates(result, spec, data, plan, [tracker, *callbacks], console)
+                grid = tuner.fit()
+                summaries = [_summary(r) for r in grid]
+                # Tune returns from fit() after Ctrl-C: trials still open, or not all run.
+                interrupted = bool(tracker.open) or _unfinished(grid, spec.search.num_samples)
+                if not interrupted:  # the search ended: train the finalists' other seeds
+                    replicates, interrupted = _train_replicates(result, spec, data, plan, [tracker, *callbacks], console)
+                    summaries += replicates
         except BaseException:  # a second Ctrl-C, or Tune itself failing: nothing stays RUNNING
             tracker.finish([], interrupted=True)
             raise
-        # Trials still open after fit() never finished: Tune returns that way after Ctrl-C.
-        tracker.finish(summaries, interrupted=bool(tracker.open))
+        tracker.finish(summaries, interrupted=interrupted or bool(tracker.open))
         if result.status() == "completed":  # after Ctrl-C: `clipsweep leaderboard` builds it later
             try:
                 result.build_leaderboard(console, data)
@@ -195,26 +198,40 @@ def sigterm_as_sigint() -> Iterator[None]:
 def _train_replicates(
     result: SweepResult, spec: SweepSpec, data: TrialData, plan: ResourcePlan, callbacks: list[tune.Callback],
     console: Console | None,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], bool]:
     """Trains the finalists' seed replicates as Tune trials on the same cluster (their own MLflow
-    child runs, through the same tracker); returns their summaries. Nothing to do with
-    `leaderboard.seeds: 1` or nothing to rank."""
+    child runs, through the same tracker); returns their summaries and whether Ctrl-C stopped
+    them. Nothing to do with `leaderboard.seeds: 1` or nothing to rank."""
     if spec.leaderboard.seeds < 2:
-        return []
+        return [], False
     trials = result.trials()
     try:
         selection = choose_finalists(trials, spec.leaderboard.finalists)
     except ValueError:  # every trial failed: the leaderboard will say why
-        return []
+        return [], False
     configs = replicate_configs(selection, spec, trials)
     if not configs:
-        return []
+        return [], False
     if console is not None:
+        n = len(selection.finalists)
         console.print(
-            f"training {len(configs)} seed replicates of {len(selection.finalists)} finalists "
+            f"training {_count(len(configs), 'seed replicate')} of {_count(n, 'finalist')} "
             f"(leaderboard.seeds={spec.leaderboard.seeds}), {plan.max_concurrent} at a time"
         )
-    return [_summary(r) for r in build_replicate_tuner(spec, data, plan, result.experiment, configs, callbacks).fit()]
+    grid = build_replicate_tuner(spec, data, plan, result.experiment, configs, callbacks).fit()
+    return [_summary(r) for r in grid], _unfinished(grid, len(configs))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _unfinished(grid: tune.ResultGrid, expected: int) -> bool:
+    """Whether Tune returned before every trial ran (Ctrl-C, SIGTERM): fewer than `expected`
+    trials, or one that neither reported an epoch nor failed. (Tune marks a trial that Ctrl-C
+    kept from starting TERMINATED, like a finished one, with only its `trial_id` as metrics; one
+    stopped while running stays open in the tracker.)"""
+    return len(grid) < expected or any(r.error is None and "epoch" not in (r.metrics or {}) for r in grid)
 
 
 def _summary(result: Any) -> dict[str, Any]:
@@ -321,7 +338,7 @@ class SweepResult:
             start_ray(plan_resources(spec))
         say = console.print if console is not None else (lambda *_: None)
         runs = selection.runs()
-        say(f"re-scoring {len(runs)} runs of {len(selection.finalists)} finalists on the {spec.suite.name} full tier")
+        say(f"re-scoring {_count(len(runs), 'run')} of {_count(len(selection.finalists), 'finalist')} on the {spec.suite.name} full tier")
         done = lambda f, metrics: say(f"  {f.name}: full-tier mean primary {flatten(metrics)['bench/mean_primary']:.3f}")  # noqa: E731
         scores = evaluate_finalists(client, spec, data, runs, done)
         save_scores(client, self.mlflow_parent_run_id, selection, scores)

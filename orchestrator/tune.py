@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -199,6 +200,16 @@ class Replicates(Searcher):
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.handed = state["handed"]
+
+    # Tune saves a searcher into the experiment folder with these (a resumed sweep plans the
+    # replicates still missing again, so this is Tune's bookkeeping, not clipsweep's).
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.get_state(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))
 
 
 def overrides_of(config: dict[str, Any]) -> dict[str, Any]:

@@ -117,6 +117,39 @@ def test_a_sweep_survives_a_dead_worker_a_dead_driver_and_ctrl_c(small_corpus, t
     assert SweepResult.load(str(tmp_path / "results")).status() == "completed"
 
 
+def _completed(uri: str, experiment: str) -> list[str]:
+    """Names of the child runs that ended `completed`."""
+    return sorted(r.info.run_name for r in sweep_runs(uri, experiment)[1] if r.data.tags.get(STATUS_TAG) == "completed")
+
+
+@pytest.mark.integration
+def test_ctrl_c_while_replicates_train_stops_the_sweep_and_resume_trains_only_what_is_missing(small_corpus, tmp_path):
+    """Ctrl-C after the search, while the baseline's seed replicates train: the command exits 130
+    and the sweep is KILLED (not ranked on the seeds it happened to have); `--resume` trains only
+    the replicate that did not finish, and the leaderboard ranks the baseline on all 3 seeds."""
+    space = write_space(
+        tmp_path, small_corpus, "it-replicates",
+        trial={"optim": {"epochs": 1, "batch_size": 32, "warmup_steps": 1, "lr": 2e-3}},
+        search={"num_samples": 1, "seed": 0},  # the baseline alone; its replicates train one at a time
+        leaderboard={"finalists": 1, "resamples": 200, "seeds": 3},
+    )  # fmt: skip
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    first = start_clipsweep(["run", str(space)], tmp_path / "first.log")
+    wait_for(lambda: "trial-00-baseline-seed1" in _completed(uri, "it-replicates"), 400, "replicate seed 1", first)
+    os.kill(first.pid, signal.SIGINT)
+    assert first.wait(90) == 130, (tmp_path / "first.log").read_text()[-3000:]
+    parents, _ = sweep_runs(uri, "it-replicates")
+    assert [p.info.status for p in parents] == ["KILLED"]
+    assert _completed(uri, "it-replicates") == ["trial-00-baseline", "trial-00-baseline-seed1"]
+
+    second = start_clipsweep(["run", "--resume", str(tmp_path / "results")], tmp_path / "second.log")
+    assert second.wait(600) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    assert "training 1 seed replicate of 1 finalist" in (tmp_path / "second.log").read_text()
+    assert _completed(uri, "it-replicates") == ["trial-00-baseline", "trial-00-baseline-seed1", "trial-00-baseline-seed2"]
+    board = SweepResult.load(str(tmp_path / "results")).leaderboard().set_index("variant")
+    assert board.loc["trial-00-baseline", "seeds"] == 3
+
+
 def test_sigterm_stops_a_sweep_the_way_ctrl_c_does():
     # Tune's handler for SIGINT stops the sweep and closes its runs; SIGTERM must take that path.
     before = signal.getsignal(signal.SIGTERM)
