@@ -10,7 +10,8 @@ at a time, each scored on synthetic10's full tier from its last checkpoint. Then
 
 - A/A: disjoint groups of k baseline seeds against k others, and (the test before seeds) one
   baseline run against another: the share called significant per benchmark (after Holm), on
-  any benchmark, and on the aggregate (mean primary metric);
+  any benchmark, and on the aggregate (mean primary metric); for the first k also by a
+  two-level percentile bootstrap (seeds, then items), the design's other option;
 - power: k seeds of a longer config against k of the baseline: the share in which it is called
   better, and the gain it measures, in points.
 
@@ -33,7 +34,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from clipsweep.orchestrator.ranking import BootstrapSettings, rank_variants
+from clipsweep.orchestrator.ranking import BootstrapSettings, holm, rank_variants, resample_counts, resampled_metrics
 from clipsweep.orchestrator.trial import TrialData, data_from_doc, run_trial
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.finalist import evaluate_weights, load_weights
@@ -77,24 +78,47 @@ def train_all(
     return scores
 
 
-def _significant(runs_a, runs_b, seed: int) -> tuple[np.ndarray, int]:
+def _significant(runs_a, runs_b, seed: int) -> tuple[np.ndarray, int, float]:
     """Per benchmark (after Holm) and for the aggregate: -1, 0 or +1 for b against a."""
     ranking = rank_variants({"a": runs_a, "b": runs_b}, "a", TASK_NAMES, BootstrapSettings(n_resamples=1000, seed=seed))
     row = ranking.frame.set_index("variant").loc["b"]
     return np.array([row[f"{b}_sig"] for b in TASK_NAMES]), int(row["aggregate_sig"]), row["aggregate_diff"]
 
 
+def two_level_bootstrap(runs_a: Runs, runs_b: Runs, seed: int, n_resamples: int = 1000) -> tuple[np.ndarray, int]:
+    """The design's other option, for comparison: resample seeds (per side), then items (shared),
+    percentile interval and bootstrap p; per benchmark (Holm) and for the aggregate, b vs a."""
+    rng = np.random.default_rng(seed)
+    k_a, k_b = len(runs_a), len(runs_b)
+    pick_a = rng.integers(0, k_a, (n_resamples, k_a))
+    pick_b = rng.integers(0, k_b, (n_resamples, k_b)) + k_a
+    rows = np.arange(n_resamples)[:, None]
+    diffs = []
+    for bench in TASK_NAMES:
+        scores = [run[bench] for run in runs_a + runs_b]
+        boot = resampled_metrics(resample_counts(len(scores[0].hits), n_resamples, rng), scores)  # (R, k_a + k_b)
+        diffs.append(boot[rows, pick_b].mean(1) - boot[rows, pick_a].mean(1))
+    diffs = np.stack(diffs, axis=1)  # (R, B)
+    p = lambda d: np.minimum(1.0, 2 * np.minimum((d <= 0).mean(0), (d >= 0).mean(0)))  # noqa: E731
+    bench_p = holm(p(diffs))
+    aggregate_p = float(p(diffs.mean(axis=1)))
+    return np.where(bench_p < 0.05, np.sign(diffs.mean(0)), 0), int(np.sign(diffs.mean()) if aggregate_p < 0.05 else 0)
+
+
 def aa_rates(base: Runs, ks: list[int], comparisons: int, rng: np.random.Generator) -> dict[str, tuple]:
     """Shares of A/A comparisons called significant: the item-only test (one run a side, every
     pair of seeds) and the seed-aware one (k seeds a side, disjoint, drawn at random)."""
     pairs = list(itertools.combinations(range(len(base)), 2))
-    tests = [("items only (1 run each)", [([base[i]], [base[j]]) for i, j in pairs])]
+    tests = [("items only (1 run each)", [([base[i]], [base[j]]) for i, j in pairs], _significant)]
     for k in ks:
         groups = [rng.permutation(len(base))[: 2 * k] for _ in range(comparisons)]
-        tests.append((f"seeds + items ({k} seeds each)", [([base[i] for i in g[:k]], [base[i] for i in g[k:]]) for g in groups]))
+        cases = [([base[i] for i in g[:k]], [base[i] for i in g[k:]]) for g in groups]
+        tests.append((f"seeds + items ({k} seeds each)", cases, _significant))
+        if k == ks[0]:
+            tests.append((f"two-level percentile bootstrap ({k} seeds each)", cases, two_level_bootstrap))
     out = {}
-    for label, cases in tests:
-        marks = [_significant(a, b, c) for c, (a, b) in enumerate(cases)]
+    for label, cases, test in tests:
+        marks = [test(a, b, c) for c, (a, b) in enumerate(cases)]
         per_bench = np.array([m[0] != 0 for m in marks])
         out[label] = (len(cases), per_bench.any(axis=1).mean(), np.mean([m[1] != 0 for m in marks]), per_bench.mean(axis=0))
     return out

@@ -11,8 +11,9 @@ variant v with k_v seeds and the reference r, per benchmark and for the aggregat
   (every run of every variant scored on the same draw), less the per-item seed noise that
   s^2 already holds (a variance-components estimate, so nothing is counted twice);
 - a 95% Welch t interval with Satterthwaite's degrees of freedom (with 3 seeds a percentile
-  bootstrap over seeds has 10 distinct means and shrinks their variance by (k - 1)/k, so it
-  would be too narrow; `benchmarks/aa_calibration.py` measures this test's A/A rate and power);
+  bootstrap over seeds has 10 distinct means and shrinks their variance by (k - 1)/k: on the
+  A/A runs of `benchmarks/aa_calibration.py` it called the aggregate significant 14.5% of the
+  time, this test 4.0%);
 - significance: two-sided p from the same t, Holm-corrected over each variant's benchmarks;
   the aggregate (mean over benchmarks of the primary metric, DataComp's "average") is its
   own test;
