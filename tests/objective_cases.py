@@ -23,10 +23,7 @@ CASES: dict[str, tuple[dict, dict[str, float]]] = {
     "sine": ({"objective": {"logit_transform": "sine"}}, {"clip": 1.0}),
     "sigmoid": ({"objective": {"logit_transform": "sigmoid", "c": 0.1}}, {"clip": 1.0}),
     "sigmoid_centered": ({"objective": {"logit_transform": "sigmoid_centered"}}, {"clip": 1.0}),
-    "sine_after_temperature": (
-        {"objective": {"logit_transform": "sine", "transform_before_temperature": False, "omega": 0.05}},
-        {"clip": 1.0},
-    ),
+    "sine_omega": ({"objective": {"logit_transform": "sine", "omega": 0.8}}, {"clip": 1.0}),
     "cluster_weight": ({"negatives": {"weighting": "cluster_weight", "strength": 2.0}}, {"clip": 1.0}),
     "cluster_mask": ({"negatives": {"weighting": "cluster_mask", "threshold": 0.5}}, {"clip": 1.0}),
     "cluster_both": ({"negatives": {"weighting": "cluster_both", "threshold": 0.5}}, {"clip": 1.0}),

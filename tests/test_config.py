@@ -45,6 +45,13 @@ def test_from_dict_round_trips_and_is_frozen():
         ({"model": {"image_tower": "vit"}}, "model.image_tower='vit'; allowed: tiny_resnet, resnet18"),
         ({"modle": {}}, "unknown field modle; allowed: batching, model"),
         ({"unimodal": 0.5}, "unimodal=0.5; expected a mapping of fields"),
+        ({"objective": {"logit_transform": "sine", "omega": 1.6}}, "objective.omega=1.6; allowed: 0 < omega <= pi/2"),
+        ({"objective": {"omega": 0.0}}, "objective.omega=0.0; allowed: 0 < omega <= pi/2"),
+        ({"objective": {"transform_before_temperature": False}}, "objective.transform_before_temperature was removed: only z = f(s)/t"),
+        (
+            {"schedule": {"kind": "two_stage", "stage1_loss": "simclr"}, "unimodal": {"text_weight": 0.5}},
+            "unimodal.text_weight=0.5 has no effect under schedule.kind='two_stage' (stage 1 trains simclr",
+        ),
     ],
 )
 def test_bad_fields_are_named(data, message):
@@ -66,3 +73,16 @@ def test_flat_keys_are_dotted_paths():
     flat = cfg.flat()
     assert len(flat) == sum(len(dataclasses.fields(getattr(cfg, f.name))) for f in dataclasses.fields(cfg))
     assert flat["objective.temperature"] == 0.07 and all(key.count(".") == 1 for key in flat)
+
+
+def test_every_knob_says_when_it_acts():
+    assert TrialConfig().dead_knobs().keys() >= {"objective.omega", "objective.k", "negatives.strength", "schedule.arcface_margin"}
+    sine = TrialConfig.from_dict({"objective": {"logit_transform": "sine"}})
+    assert "objective.omega" not in sine.dead_knobs() and "objective.k" in sine.dead_knobs()
+    weight = TrialConfig.from_dict({"negatives": {"weighting": "cluster_weight"}})
+    assert str(weight.dead_knobs()["negatives.n_clusters_text"]) == "negatives.weighting in ('cluster_mask', 'cluster_both')"
+    simclr = TrialConfig.from_dict({"schedule": {"kind": "two_stage", "stage1_loss": "simclr"}, "optim": {"epochs": 3}})
+    assert "schedule.arcface_margin" in simclr.dead_knobs()  # neither arcface nor pseudo-captions
+    mcip = TrialConfig.from_dict({"schedule": {"kind": "two_stage", "stage1_loss": "simclr", "pseudo_captions": True}, "optim": {"epochs": 3}})
+    assert "schedule.arcface_margin" not in mcip.dead_knobs()  # MCIP's pseudo-caption loss uses s and m
+    assert TrialConfig.acts("optim.lr") is None  # always acts

@@ -49,7 +49,7 @@ def test_default_config_is_vanilla_clip():
         {"negatives": {"weighting": "cluster_weight", "strength": 0.0}},  # lambda = 0: w = 1
         {"negatives": {"weighting": "cluster_mask", "threshold": 1.0}},  # no pair reaches 1.0 (clusters differ)
         {"unimodal": {"image_weight": 0.0, "text_weight": 0.0, "token_drop": 0.5}},
-        {"objective": {"logit_transform": "identity", "transform_before_temperature": False}},
+        {"objective": {"logit_transform": "identity", "omega": 0.3, "k": 3.0}},  # constants of an off transform
     ],
 )
 def test_every_objective_at_its_baseline_equals_vanilla(overrides):
@@ -239,9 +239,9 @@ def test_vanilla_equals_open_clip_cliploss(two_workers):
             assert torch.allclose(theirs[key], mine[key], atol=1e-6), (rank, key)
 
 
-def test_sine_after_temperature_is_the_configured_formula():
-    cfg = ObjectiveConfig(logit_transform="sine", transform_before_temperature=False, omega=0.05)
+def test_sine_is_applied_before_the_temperature():
+    cfg = ObjectiveConfig(logit_transform="sine", omega=0.8)
     rows, cols = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.3, 0.95]])  # s = 0.3
     assert scaled_logits(rows, cols, torch.tensor(math.log(SCALE)), cfg).item() == pytest.approx(
-        math.sin(0.05 * 0.3 * SCALE), rel=1e-5
+        math.sin(0.8 * 0.3) * SCALE, rel=1e-5
     )

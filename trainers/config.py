@@ -1,8 +1,9 @@
 """The trial config: every research knob of DESIGN.md, typed, frozen and validated.
 
 The baseline ("vanilla CLIP") is every knob at its first allowed value, which is also its
-default, so `TrialConfig()` is the baseline. Knobs that only matter under another knob's value
-say so in their comment; they are kept (and logged) either way, never silently changed.
+default, so `TrialConfig()` is the baseline. A knob that acts only under other knobs' values
+declares it beside itself (`knob(default, acts=...)`): `TrialConfig.dead_knobs` lists the ones
+a config ignores, and the sweep spec refuses a search space that draws a knob where it is dead.
 `TrialConfig.from_dict` builds one from nested dicts (YAML, a Tune param space) and names the
 dotted path of any bad field.
 """
@@ -14,6 +15,8 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args, get_type_hints
+
+from .liveness import Acts, acts_if, acts_if_nonzero, knob
 
 LogitTransform = Literal["identity", "sine", "sigmoid", "sigmoid_centered"]
 Weighting = Literal["none", "cluster_weight", "cluster_mask", "cluster_both"]
@@ -64,7 +67,7 @@ class ModelConfig(_Section):
     image_weights: str | None = None  # local torch state-dict file for the image tower
     text_tower: TextTower = "tiny_distilbert"  # tiny_*: 2 layers, hidden 128, for CPU runs
     text_weights: str | None = None  # local directory of a transformers checkpoint
-    vocab_size: int = 2000  # ignored when text_weights is set (the checkpoint's own)
+    vocab_size: int = knob(2000, acts=acts_if("model.text_weights", None))  # else the checkpoint's own
     max_length: int = 32
     embed_dim: int = 128
 
@@ -91,17 +94,27 @@ class ObjectiveConfig(_Section):
     temperature: float = 0.07  # initial t; logit_scale = ln(1/t), clamped to ln(100)
     learnable_temperature: bool = True
     logit_transform: LogitTransform = "identity"
-    omega: float = math.pi / 2  # sine only; monotone on [-1, 1] for omega <= pi/2
-    k: float = 10.0  # sigmoid, sigmoid_centered: slope
-    c: float = 0.0  # sigmoid only: centre
-    transform_before_temperature: bool = True  # z = f(s)/t if true, else z = f(s/t)
+    omega: float = knob(math.pi / 2, acts=acts_if("objective.logit_transform", "sine"))  # monotone on [-1, 1] up to pi/2
+    k: float = knob(10.0, acts=acts_if("objective.logit_transform", "sigmoid", "sigmoid_centered"))  # slope
+    c: float = knob(0.0, acts=acts_if("objective.logit_transform", "sigmoid"))  # centre
 
     def _validate(self) -> None:
         _check_range("objective.temperature", self.temperature, 0.0, strict_low=True)
         if self.temperature < 0.01:
             raise ValueError(f"objective.temperature={self.temperature}; allowed: >= 0.01 (logit scale is capped at 100)")
-        _check_range("objective.omega", self.omega, 0.0, strict_low=True)
+        if not 0 < self.omega <= math.pi / 2:
+            raise ValueError(
+                f"objective.omega={self.omega!r}; allowed: 0 < omega <= pi/2 (1.5708): sin(omega s) is monotone "
+                "on [-1, 1] only up to pi/2"
+            )
         _check_range("objective.k", self.k, 0.0, strict_low=True)
+
+
+_CLUSTERED = acts_if("negatives.weighting", "cluster_weight", "cluster_mask", "cluster_both")
+_WEIGHTED = acts_if("negatives.weighting", "cluster_weight", "cluster_both")
+_MASKED = acts_if("negatives.weighting", "cluster_mask", "cluster_both")
+# Paper D's stages train arcface/simclr, then clip alone: the uni-modal weights have no stage.
+_UNIMODAL_STAGES = acts_if("schedule.kind", "joint", "multi_stage")
 
 
 @dataclass(frozen=True)
@@ -111,12 +124,14 @@ class NegativesConfig(_Section):
     section = "negatives"
 
     weighting: Weighting = "none"
-    n_clusters_image: int = 50  # capped by the data: checked by `TrialConfig.check_data`
-    n_clusters_text: int = 50
-    strength: float = 1.0  # lambda in w = 1 + lambda (1 - C^I) / 2; cluster_weight, cluster_both
-    threshold: float = 0.9  # theta of the false-negative mask; cluster_mask, cluster_both
-    features: ClusterFeatures = "initial"  # initial: towers at step 0; current: re-embed
-    recluster_every: int = 1  # epochs; features=current only
+    # K_I: capped by the data (`TrialConfig.check_data`)
+    n_clusters_image: int = knob(50, acts=_CLUSTERED)
+    # K_T: only the mask reads the text clusters (the weight is 1 + lambda (1 - C^I) / 2)
+    n_clusters_text: int = knob(50, acts=_MASKED)
+    strength: float = knob(1.0, acts=_WEIGHTED)  # lambda in w = 1 + lambda (1 - C^I) / 2
+    threshold: float = knob(0.9, acts=_MASKED)  # theta of the false-negative mask
+    features: ClusterFeatures = knob("initial", acts=_CLUSTERED)  # initial: towers at step 0; current: re-embed
+    recluster_every: int = knob(1, acts=_CLUSTERED & acts_if("negatives.features", "current"))  # epochs
 
     def _validate(self) -> None:
         _check_range("negatives.n_clusters_image", self.n_clusters_image, 2)
@@ -132,9 +147,10 @@ class UnimodalConfig(_Section):
 
     section = "unimodal"
 
-    image_weight: float = 0.0  # alpha
-    text_weight: float = 0.0  # beta
-    token_drop: float = 0.1  # text view by random token deletion when an item has one caption
+    image_weight: float = knob(0.0, acts=_UNIMODAL_STAGES)  # alpha
+    text_weight: float = knob(0.0, acts=_UNIMODAL_STAGES)  # beta
+    # the text view by random token deletion, for items with one caption
+    token_drop: float = knob(0.1, acts=acts_if_nonzero("unimodal.text_weight") & _UNIMODAL_STAGES)
 
     def _validate(self) -> None:
         _check_range("unimodal.image_weight", self.image_weight, 0.0)
@@ -149,13 +165,18 @@ class BatchingConfig(_Section):
     section = "batching"
 
     mode: BatchingMode = "random"
-    n_clusters: int | None = None  # cluster_hard only; None: about N / global batch
-    recluster_every: int = 1  # epochs
+    n_clusters: int | None = knob(None, acts=acts_if("batching.mode", "cluster_hard"))  # None: about N / global batch
+    recluster_every: int = knob(1, acts=acts_if("batching.mode", "cluster_hard"))  # epochs
 
     def _validate(self) -> None:
         if self.n_clusters is not None:
             _check_range("batching.n_clusters", self.n_clusters, 2)
         _check_range("batching.recluster_every", self.recluster_every, 1)
+
+
+_TWO_STAGE = acts_if("schedule.kind", "two_stage")
+_ARCFACE = _TWO_STAGE & acts_if("schedule.stage1_loss", "arcface")
+_MCIP = _TWO_STAGE & acts_if("schedule.pseudo_captions", True)
 
 
 @dataclass(frozen=True)
@@ -165,15 +186,16 @@ class ScheduleConfig(_Section):
     section = "schedule"
 
     kind: ScheduleKind = "joint"
-    stage1_epochs: int = 1  # multi_stage, two_stage
-    stage1_loss: Stage1Loss = "arcface"  # two_stage only; arcface needs labels
-    pseudo_captions: bool = False  # two_stage only: MCIP
-    arcface_scale: float = 30.0
-    arcface_margin: float = 0.1
-    proxy_lr_multiplier: float = 100.0
-    pseudo_top_k: int = 20
-    pseudo_min_cosine: float = 0.27
-    pseudo_weight: float = 0.25  # stage 1 = (1 - w) L_stage1 + w L_mc
+    stage1_epochs: int = knob(1, acts=acts_if("schedule.kind", "multi_stage", "two_stage"))
+    stage1_loss: Stage1Loss = knob("arcface", acts=_TWO_STAGE)  # arcface needs labels
+    pseudo_captions: bool = knob(False, acts=_TWO_STAGE)  # MCIP
+    # ArcMargin's s and m: the arcface loss and MCIP's pseudo-caption loss both use them
+    arcface_scale: float = knob(30.0, acts=_ARCFACE | _MCIP)
+    arcface_margin: float = knob(0.1, acts=_ARCFACE | _MCIP)
+    proxy_lr_multiplier: float = knob(100.0, acts=_ARCFACE)  # the class proxies' learning rate
+    pseudo_top_k: int = knob(20, acts=_MCIP)
+    pseudo_min_cosine: float = knob(0.27, acts=_MCIP)
+    pseudo_weight: float = knob(0.25, acts=_MCIP)  # stage 1 = (1 - w) L_stage1 + w L_mc
 
     def _validate(self) -> None:
         _check_range("schedule.stage1_epochs", self.stage1_epochs, 1)
@@ -226,6 +248,27 @@ class TrialConfig:
                 f"schedule.stage1_epochs={self.schedule.stage1_epochs}; allowed: fewer than "
                 f"optim.epochs={self.optim.epochs} (stage 2 needs at least one epoch)"
             )
+        # A loss weight the schedule never uses would make the variant look like something it
+        # is not (the other dead knobs keep their defaults' meaning and are merely unused).
+        for name in ("image_weight", "text_weight"):
+            value = getattr(self.unimodal, name)
+            if value and self.schedule.kind == "two_stage":
+                raise ValueError(
+                    f"unimodal.{name}={value!r} has no effect under schedule.kind='two_stage' (stage 1 trains "
+                    f"{self.schedule.stage1_loss}, stage 2 re-aligns the text tower with clip alone); allowed there: 0"
+                )
+
+    @staticmethod
+    def acts(dotted: str) -> Acts | None:
+        """When the knob `section.name` acts; None if always."""
+        section, name = dotted.split(".", 1)
+        cls = get_type_hints(TrialConfig)[section]
+        return next(f.metadata.get("acts") for f in fields(cls) if f.name == name)
+
+    def dead_knobs(self) -> dict[str, Acts]:
+        """The knobs this config ignores, each with the condition under which it would act."""
+        flat = self.flat()
+        return {name: acts for name in flat if (acts := self.acts(name)) is not None and not acts.holds(flat)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialConfig:
@@ -259,11 +302,23 @@ class TrialConfig:
             )
 
 
+REMOVED_KNOBS = {
+    "objective.transform_before_temperature": (
+        "only z = f(s)/t is a variant (DESIGN.md, method A): f(s/t) is not monotone for sine and bounds "
+        "the sigmoids' logits; delete the field"
+    ),
+}
+
+
 def _build(cls: type, data: Any, path: str) -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"{path or 'config'}={data!r}; expected a mapping of fields")
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
+    for name in data:
+        dotted = f"{path}.{name}" if path else name
+        if dotted in REMOVED_KNOBS:
+            raise ValueError(f"{dotted} was removed: {REMOVED_KNOBS[dotted]}")
     unknown = sorted(set(data) - known)
     if unknown:
         where = f"{path}." if path else ""

@@ -335,6 +335,7 @@ class Trial:
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "assignments": self.assignments,
+            "centroid_cosine": self.objective.cluster_state(),  # paper B: with the assignments, or the loss cannot index
             "batch_clusters": self.batch_clusters,  # a resumed run regroups batches as the original did
         }
 
@@ -376,6 +377,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         trial.model.load_state_dict(saved["model"])
         trial.objective.load_state_dict(saved["objective"], strict=False)
         trial.assignments = saved["assignments"]
+        trial.objective.load_cluster_state(saved["centroid_cosine"])
         trial.batch_clusters = saved.get("batch_clusters", {})
         start_epoch = saved["epoch"]
     epoch = 0

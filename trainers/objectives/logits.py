@@ -2,7 +2,8 @@
 
 Mohammadi et al., "Image-Text Connection: Exploring the Expansion of the Diversity Within Joint
 Feature Space Similarity Scores", IEEE Access 2023. DESIGN.md "Method definitions", A:
-z_ij = f(s_ij) / t (`transform_before_temperature`, the default) or f(s_ij / t).
+z_ij = f(s_ij) / t. (f(s_ij / t) is not a variant: it is not monotone for sine, and bounds the
+sigmoids' logits.)
 """
 
 from __future__ import annotations
@@ -60,7 +61,4 @@ def scaled_logits(
     if cfg is None or cfg.logit_transform == "identity":
         return (rows * scale) @ cols.T
     transform = TRANSFORMS[cfg.logit_transform]
-    similarity = rows @ cols.T
-    if cfg.transform_before_temperature:
-        return transform(similarity, cfg) * scale
-    return transform(similarity * scale, cfg)
+    return transform(rows @ cols.T, cfg) * scale

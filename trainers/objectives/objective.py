@@ -40,9 +40,18 @@ class ContrastiveObjective(nn.Module):
 
     def set_clusters(self, image: Clustering, text: Clustering) -> None:
         """Installs paper B's centroid cosine matrices (after each (re-)clustering)."""
+        tables = {"image": image.centroid_cosine, "text": text.centroid_cosine}
+        self.load_cluster_state({name: torch.from_numpy(np.asarray(table)) for name, table in tables.items()})
+
+    def cluster_state(self) -> dict[str, torch.Tensor]:
+        """The centroid cosine matrices, for a checkpoint (their shape changes with K, so they
+        are not in `state_dict`, which loads only into buffers of the same shape)."""
+        return {"image": self.image_centroid_cosine.cpu(), "text": self.text_centroid_cosine.cpu()}
+
+    def load_cluster_state(self, state: dict[str, torch.Tensor]) -> None:
         device = self.image_centroid_cosine.device
-        self.image_centroid_cosine = torch.from_numpy(np.asarray(image.centroid_cosine)).to(device)
-        self.text_centroid_cosine = torch.from_numpy(np.asarray(text.centroid_cosine)).to(device)
+        self.image_centroid_cosine = state["image"].to(device)
+        self.text_centroid_cosine = state["text"].to(device)
 
     def forward(
         self, inputs: ObjectiveInputs, logit_scale: torch.Tensor, weights: dict[str, float]
