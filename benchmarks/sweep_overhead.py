@@ -41,7 +41,7 @@ def _space(n: int, trials: int, epochs: int, folder: str) -> str:
             }
         },
         "search": {"num_samples": trials, "seed": 0},
-        "asha": {"grace_period": 1, "reduction_factor": 2},
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
         "resources": {"workers_per_trial": 1, "cpus_per_worker": 1, "driver_cpus": 0.5},
         "storage_path": os.path.join(folder, "results"),
         "mlflow": {"tracking_uri": f"sqlite:///{folder}/mlruns.db"},

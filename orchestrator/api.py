@@ -43,8 +43,9 @@ from .tracking import (
     OVERRIDES_TAG, PARENT_TAG, REASON_TAG, REPLICATE_OF_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG, TRIAL_ID_TAG, MlflowTracker,
 )  # fmt: skip
 from .trial import TrialData, absolute_path
+from .search import SCORE
 from .tune import (
-    REPLICATE_KEY, SCORE, ResourcePlan, build_replicate_tuner, build_tuner, experiment_name, experiment_path,
+    REPLICATE_KEY, ResourcePlan, build_replicate_tuner, build_tuner, experiment_name, experiment_path,
     plan_resources, restore_tuner, start_ray,
 )  # fmt: skip
 

@@ -12,7 +12,8 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from .spec import SweepSpec
-from .tune import SCORE, end_status, overrides_of, trial_label
+from .search import SCORE, overrides_of
+from .tune import end_status, trial_label
 
 
 def describe_overrides(overrides: dict[str, Any], width: int = 60) -> str:

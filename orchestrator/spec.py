@@ -1,7 +1,7 @@
 """The sweep spec: one YAML schema, the same as typed Python objects, validated before Ray starts.
 
 A spec names the data, the benchmark suite, the fixed trial config (which is also the
-baseline, trial 0), the search space over any config field, the searcher and ASHA settings,
+baseline, trial 0), the search space over any config field, the searcher and the scheduler,
 the resources of one trial, and where checkpoints and MLflow records go:
 
     name: logit-transforms
@@ -11,9 +11,9 @@ the resources of one trial, and where checkpoints and MLflow records go:
       objective:
         logit_transform: {type: choice, values: [identity, sine, sigmoid]}
         temperature: {type: loguniform, low: 0.02, high: 0.1}
-        omega: {type: uniform, low: 0.5, high: 1.5708, when: {objective.logit_transform: [sine]}}
-    search: {num_samples: 8, seed: 0, max_concurrent: 2}
-    asha: {grace_period: 1, reduction_factor: 2}
+        omega: {type: uniform, low: 0.5, high: 1.5707963, when: {objective.logit_transform: [sine]}}
+    search: {algorithm: tpe, num_samples: 8, seed: 0, max_concurrent: 2}
+    scheduler: {name: asha, grace_period: 1, reduction_factor: 2}
     resources: {workers_per_trial: 1, cpus_per_worker: 1}
 
 Every error names the YAML path (`search_space.negatives.strength.low`), the value and what is
@@ -29,8 +29,9 @@ from typing import Any, Literal
 
 import yaml
 
-from clipsweep.trainers.config import TrialConfig
-from clipsweep.trainers.evaluation.suite import SUITES, TIERS, SuiteSettings
+from clipsweep.trainers.config import REMOVED_KNOBS, TrialConfig
+from clipsweep.trainers.evaluation.suite import SuiteSettings
+from clipsweep.trainers.typed import Section, build, check_range
 
 from .ranking import BootstrapSettings
 
@@ -51,9 +52,10 @@ class Param:
         type: choice | uniform | loguniform | int.
         values: the choices (choice only).
         low, high: the range (uniform, loguniform, int; both ends included).
-        when: sampled only when each named field (searched earlier, or fixed) has one of the
-            listed values, e.g. `{"negatives.weighting": ("cluster_weight",)}`; otherwise the
-            field keeps its fixed value.
+        when: alternatives, any of which lets the field be sampled; an alternative holds when
+            each named field (searched earlier, or fixed) has one of its listed values, e.g.
+            `({"negatives.weighting": ("cluster_weight",)},)`. Empty: always sampled. Where no
+            alternative holds the field keeps its fixed value.
     """
 
     field: str
@@ -61,35 +63,69 @@ class Param:
     values: tuple[Any, ...] = ()
     low: float | None = None
     high: float | None = None
-    when: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
+    when: tuple[dict[str, tuple[Any, ...]], ...] = ()
 
     def active(self, chosen: dict[str, Any]) -> bool:
         """Whether the `when` conditions hold for the values chosen so far (flat config)."""
-        return all(chosen[name] in allowed for name, allowed in self.when.items())
+        return not self.when or any(all(chosen[n] in allowed for n, allowed in alt.items()) for alt in self.when)
+
+    def probe_values(self) -> tuple[Any, ...]:
+        """The values `skeletons` tries: every choice, or a range's midpoint."""
+        if self.type == "choice":
+            return self.values
+        middle = (self.low + self.high) / 2  # type: ignore[operator]
+        return (round(middle) if self.type == "int" else middle,)
+
+
+SearchAlgorithm = Literal["tpe", "random", "grid"]
+SchedulerName = Literal["asha", "none"]
+SuiteName = Literal["synthetic10", "paper10"]
+SuiteTier = Literal["cheap", "full"]
 
 
 @dataclass(frozen=True)
-class SearchSettings:
-    """Optuna TPE: how many trials (baseline included), its seed, and how many run at once."""
+class SearchSettings(Section):
+    """The searcher (as Ray's `create_searcher` names them): how many trials (baseline
+    included), its seed, and how many run at once.
 
+    tpe: Optuna's TPE; random: Optuna's random sampler; grid: every combination of the
+    `choice` fields, in order (Optuna's brute-force sampler; conditional fields included).
+    """
+
+    section = "search"
+    algorithm: SearchAlgorithm = "tpe"
     num_samples: int = 8
     seed: int = 0
     max_concurrent: int | None = None  # None: as many as the cluster's resources allow
 
+    def _validate(self) -> None:
+        if self.num_samples < 1:
+            raise ValueError(f"search.num_samples={self.num_samples}; allowed: >= 1 (the baseline counts as one)")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ValueError(f"search.max_concurrent={self.max_concurrent}; allowed: >= 1 or null")
+
 
 @dataclass(frozen=True)
-class AshaSettings:
-    """ASHA on the final-stage cheap-tier aggregate score, in epochs."""
+class SchedulerSettings(Section):
+    """The trial scheduler (as Ray's `create_scheduler` names them). asha: ASHA on the
+    final-stage cheap-tier score, in final-stage epochs; none: every trial trains all its epochs."""
 
+    section = "scheduler"
+    name: SchedulerName = "asha"
     grace_period: int = 1
     reduction_factor: float = 2.0
     max_t: int | None = None  # None: the trial config's optim.epochs
 
+    def _validate(self) -> None:
+        check_range("scheduler.grace_period", self.grace_period, 1)
+        check_range("scheduler.reduction_factor", self.reduction_factor, 1.0, strict_low=True)
+
 
 @dataclass(frozen=True)
-class Resources:
+class Resources(Section):
     """What one trial reserves: its driver (the Tune trainable) plus its Ray Train workers."""
 
+    section = "resources"
     workers_per_trial: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
@@ -98,22 +134,35 @@ class Resources:
     # node started with that resource: keeps trial drivers on the head, off the GPU workers.
     driver_resources: dict[str, float] = field(default_factory=dict)
 
+    def _validate(self) -> None:
+        check_range("resources.workers_per_trial", self.workers_per_trial, 1)
+        for name in ("cpus_per_worker", "driver_cpus", "gpus_per_worker"):
+            check_range(f"resources.{name}", getattr(self, name), 0.0)
+        for name, amount in self.driver_resources.items():
+            check_range(f"resources.driver_resources.{name}", amount, 0.0, strict_low=True)
+
 
 @dataclass(frozen=True)
-class FailureSettings:
+class FailureSettings(Section):
     """Ray Train's `FailureConfig`: how often a trial's worker group is restarted from its last
     checkpoint after a worker dies (spot node lost, OOM) before the trial counts as failed.
     0 (Ray's default): a failing trial fails at once, as a diverging one should."""
 
+    section = "failure_config"
     max_failures: int = 0
+
+    def _validate(self) -> None:
+        if self.max_failures < -1:
+            raise ValueError(f"failure_config.max_failures={self.max_failures}; allowed: >= 0, or -1 (retry forever)")
 
 
 @dataclass(frozen=True)
-class Suite:
+class Suite(Section):
     """The benchmark suite a trial is scored on each epoch (tier `cheap` is what ASHA sees)."""
 
-    name: str = "synthetic10"
-    tier: str = "cheap"
+    section = "suite"
+    name: SuiteName = "synthetic10"
+    tier: SuiteTier = "cheap"
     roots: dict[str, str] = field(default_factory=dict)  # paper10: dataset name -> local root
     cheap_size: int = 500  # paper10 cheap tier: classification items per dataset (class-stratified)
     cheap_retrieval_size: int = 200  # paper10 cheap tier: retrieval images per dataset
@@ -124,17 +173,31 @@ class Suite:
 
 
 @dataclass(frozen=True)
-class LeaderboardSettings:
+class LeaderboardSettings(Section):
     """After the search: the top `finalists` trials by cheap-tier score plus the baseline are
     trained `seeds` times in all (seeds optim.seed + i), every run is re-evaluated on the full
     tier, and the variants are ranked over seeds and items (see `ranking.py`)."""
 
+    section = "leaderboard"
     finalists: int = 3
     seeds: int = 3  # 1: one run per variant, and intervals without training noise
     resamples: int = 1000
     seed: int = 0
     level: float = 0.95  # interval coverage
     alpha: float = 0.05  # Holm-corrected significance level per variant
+
+    def _validate(self) -> None:
+        if self.finalists < 1:
+            raise ValueError(f"leaderboard.finalists={self.finalists}; allowed: >= 1 (the baseline is added to them)")
+        if self.seeds < 1:
+            raise ValueError(
+                f"leaderboard.seeds={self.seeds}; allowed: an integer >= 1 (runs per variant; 3 or more measure training noise)"
+            )
+        if self.resamples < 100:
+            raise ValueError(f"leaderboard.resamples={self.resamples}; allowed: >= 100 (percentile intervals need them)")
+        for name in ("level", "alpha"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"leaderboard.{name}={getattr(self, name)}; allowed: strictly between 0 and 1")
 
     @property
     def bootstrap(self) -> BootstrapSettings:
@@ -159,7 +222,7 @@ class SweepSpec:
     suite: Suite = field(default_factory=Suite)
     points_to_evaluate: tuple[dict[str, Any], ...] = ()  # explicit trials run first (after the baseline)
     search: SearchSettings = field(default_factory=SearchSettings)
-    asha: AshaSettings = field(default_factory=AshaSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     resources: Resources = field(default_factory=Resources)
     failure_config: FailureSettings = field(default_factory=FailureSettings)
     leaderboard: LeaderboardSettings = field(default_factory=LeaderboardSettings)
@@ -177,7 +240,7 @@ class SweepSpec:
 
     @property
     def max_t(self) -> int:
-        return self.asha.max_t or self.baseline.optim.epochs
+        return self.scheduler.max_t or self.baseline.optim.epochs
 
     def config_for(self, overrides: dict[str, Any]) -> TrialConfig:
         """The fixed config with `overrides` ({dotted field: value}) applied."""
@@ -207,17 +270,19 @@ class SweepSpec:
         """Builds a spec from the YAML's mapping; see the module docstring for the layout."""
         if not isinstance(doc, dict):
             raise SpecError(f"{source}: the spec must be a mapping of fields, got {type(doc).__name__}")
+        for key, why in _REMOVED_KEYS.items():
+            if key in doc:
+                raise SpecError(f"{source}: {key} was removed: {why}")
         _reject_unknown(doc, _TOP_KEYS, "", source)
         if "name" not in doc:
             raise SpecError(f"{source}: name is missing; a sweep needs a name (its MLflow experiment)")
         trial = doc.get("trial") or {}
         try:
             base = TrialConfig.from_dict(trial)
-        except ValueError as e:
+        except ValueError as e:  # its messages name fields from the config's root: add `trial.`
             message = str(e)
-            prefix = "unknown field "
-            message = prefix + "trial." + message[len(prefix) :] if message.startswith(prefix) else "trial." + message
-            raise SpecError(f"{source}: {message}") from None
+            prefix = "unknown field " if message.startswith("unknown field ") else ""
+            raise SpecError(f"{source}: {prefix}trial.{message[len(prefix):]}") from None
         mlflow = doc.get("mlflow") or {}
         _reject_unknown(mlflow, ("tracking_uri",), "mlflow", source)
         return cls(
@@ -228,7 +293,7 @@ class SweepSpec:
             suite=_section(Suite, doc.get("suite"), "suite", source),
             points_to_evaluate=tuple(doc.get("points_to_evaluate") or ()),
             search=_section(SearchSettings, doc.get("search"), "search", source),
-            asha=_section(AshaSettings, doc.get("asha"), "asha", source),
+            scheduler=_section(SchedulerSettings, doc.get("scheduler"), "scheduler", source),
             resources=_section(Resources, doc.get("resources"), "resources", source),
             failure_config=_section(FailureSettings, doc.get("failure_config"), "failure_config", source),
             leaderboard=_section(LeaderboardSettings, doc.get("leaderboard"), "leaderboard", source),
@@ -251,7 +316,7 @@ class SweepSpec:
             "search_space": space,
             "points_to_evaluate": [dict(p) for p in self.points_to_evaluate],
             "search": dataclasses.asdict(self.search),
-            "asha": dataclasses.asdict(self.asha),
+            "scheduler": dataclasses.asdict(self.scheduler),
             "resources": dataclasses.asdict(self.resources),
             "failure_config": dataclasses.asdict(self.failure_config),
             "leaderboard": dataclasses.asdict(self.leaderboard),
@@ -261,10 +326,13 @@ class SweepSpec:
 
     def search_space_dict(self) -> dict[str, Any]:
         """The search space as plain data, by dotted field (logged to the parent MLflow run)."""
-        return {
-            p.field: _plain({k: v for k, v in dataclasses.asdict(p).items() if k != "field" and v not in (None, (), {})})
-            for p in self.params
-        }
+        out = {}
+        for p in self.params:
+            leaf = {k: v for k, v in dataclasses.asdict(p).items() if k != "field" and v not in (None, (), {})}
+            if len(p.when) == 1:
+                leaf["when"] = p.when[0]  # the one-mapping form the YAML is usually written in
+            out[p.field] = _plain(leaf)
+        return out
 
 
 def _plain(value: Any) -> Any:
@@ -278,8 +346,12 @@ def _plain(value: Any) -> Any:
 
 _TOP_KEYS = (
     "name", "data", "suite", "trial", "search_space", "points_to_evaluate",
-    "search", "asha", "resources", "failure_config", "leaderboard", "storage_path", "mlflow",
+    "search", "scheduler", "resources", "failure_config", "leaderboard", "storage_path", "mlflow",
 )  # fmt: skip
+_REMOVED_KEYS = {
+    "asha": "write `scheduler: {name: asha, grace_period: ..., reduction_factor: ..., max_t: ...}` "
+    "(the scheduler is chosen by name, as Ray's create_scheduler does; `name: none` trains every trial to the end)",
+}
 
 
 def _reject_unknown(doc: Any, allowed: tuple[str, ...], path: str, source: str) -> None:
@@ -301,30 +373,11 @@ def _typed(value: Any, kind: type, path: str, source: str) -> Any:
 
 
 def _section(cls: type, doc: Any, path: str, source: str) -> Any:
-    """A settings dataclass from its YAML mapping, each value checked against the field's type."""
-    if doc is None:
-        return cls()
-    names = tuple(f.name for f in dataclasses.fields(cls))
-    _reject_unknown(doc, names, path, source)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in doc:
-            continue
-        value, dotted = doc[f.name], f"{path}.{f.name}"
-        annotation = str(f.type)
-        if value is None and "None" in annotation:
-            kwargs[f.name] = None
-        elif annotation.startswith("int"):
-            kwargs[f.name] = _typed(value, int, dotted, source)
-        elif annotation.startswith("float"):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SpecError(f"{source}: {dotted}={value!r}; allowed: a number")
-            kwargs[f.name] = float(value)
-        elif annotation.startswith("dict"):
-            kwargs[f.name] = _typed(value, dict, dotted, source)
-        else:
-            kwargs[f.name] = _typed(value, str, dotted, source)
-    return cls(**kwargs)
+    """A typed section (validated in its `__post_init__`) from its YAML mapping."""
+    try:
+        return build(cls, {} if doc is None else doc, path)
+    except ValueError as e:
+        raise SpecError(f"{source}: {e}") from None
 
 
 def _flat_fields(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -363,10 +416,10 @@ def _parse_space(doc: Any, base: TrialConfig, source: str) -> list[Param]:
     params: list[Param] = []
     for name, leaf in _flat_fields(doc).items():
         path = f"search_space.{name}"
+        if name in REMOVED_KNOBS:
+            raise SpecError(f"{source}: {path}: {name} was removed: {REMOVED_KNOBS[name]}")
         if name not in known:
-            section = name.split(".", 1)[0]
-            options = sorted(k for k in known if k.startswith(section + ".")) or sorted({k.split(".")[0] for k in known})
-            raise SpecError(f"{source}: unknown knob {path}; allowed under {section}: {', '.join(options)}")
+            raise SpecError(f"{source}: unknown knob {path}; allowed under {name.split('.', 1)[0]}: {_close(name, known)}")
         if not isinstance(leaf, dict):
             raise SpecError(
                 f"{source}: {path}={leaf!r}; expected a mapping with `type` ({', '.join(PARAM_TYPES)}); "
@@ -377,7 +430,7 @@ def _parse_space(doc: Any, base: TrialConfig, source: str) -> list[Param]:
             raise SpecError(f"{source}: {path}.type={kind!r}; allowed: {', '.join(PARAM_TYPES)}")
         allowed_keys = ("type", "values", "when") if kind == "choice" else ("type", "low", "high", "when")
         _reject_unknown(leaf, allowed_keys, path, source)
-        when = _parse_when(leaf.get("when"), name, known, path, source)
+        when = _parse_when(leaf.get("when"), name, base, path, source)
         if kind == "choice":
             values = leaf.get("values")
             if not isinstance(values, list) or not values:
@@ -392,7 +445,7 @@ def _parse_space(doc: Any, base: TrialConfig, source: str) -> list[Param]:
 
 
 def _parse_range(
-    leaf: dict[str, Any], kind: str, name: str, default: Any, base: TrialConfig, path: str, source: str, when: dict
+    leaf: dict[str, Any], kind: str, name: str, default: Any, base: TrialConfig, path: str, source: str, when: tuple
 ) -> Param:
     for end in ("low", "high"):
         value = leaf.get(end)
@@ -415,29 +468,37 @@ def _parse_range(
     return Param(name, kind, low=low, high=high, when=when)  # type: ignore[arg-type]
 
 
-def _parse_when(doc: Any, name: str, known: dict[str, Any], path: str, source: str) -> dict[str, tuple[Any, ...]]:
+def _parse_when(doc: Any, name: str, base: TrialConfig, path: str, source: str) -> tuple[dict[str, tuple[Any, ...]], ...]:
+    """`when: {field: [values]}`, or a list of such mappings (any one holding suffices)."""
     if doc is None:
-        return {}
-    if not isinstance(doc, dict) or not doc:
-        raise SpecError(f"{source}: {path}.when={doc!r}; expected a mapping {{field: [values...]}}")
-    when = {}
-    for field_name, allowed in doc.items():
-        if field_name not in known:
-            raise SpecError(f"{source}: {path}.when names unknown field {field_name!r}")
-        if field_name == name:
-            raise SpecError(f"{source}: {path}.when names the field itself")
-        values = allowed if isinstance(allowed, list) else [allowed]
-        if not values:
-            raise SpecError(f"{source}: {path}.when.{field_name}=[]; allowed: a non-empty list of values")
-        when[field_name] = tuple(values)
-    return when
+        return ()
+    alternatives = doc if isinstance(doc, list) else [doc]
+    if not alternatives or not all(isinstance(alt, dict) and alt for alt in alternatives):
+        raise SpecError(f"{source}: {path}.when={doc!r}; expected a mapping {{field: [values...]}} or a list of them")
+    known = base.flat()
+    parsed = []
+    for alt in alternatives:
+        when = {}
+        for field_name, allowed in alt.items():
+            if field_name not in known:
+                raise SpecError(f"{source}: {path}.when names unknown field {field_name!r}; allowed: {_close(field_name, known)}")
+            if field_name == name:
+                raise SpecError(f"{source}: {path}.when names the field itself")
+            values = allowed if isinstance(allowed, list) else [allowed]
+            if not values:
+                raise SpecError(f"{source}: {path}.when.{field_name}=[]; allowed: a non-empty list of values")
+            for value in values:
+                _check_value(base, field_name, value, f"{path}.when.{field_name}", source)
+            when[field_name] = tuple(values)
+        parsed.append(when)
+    return tuple(parsed)
 
 
 def _check_conditions(params: list[Param], source: str) -> None:
     """A condition on a searched field needs that field sampled first (define-by-run order)."""
     order = {p.field: i for i, p in enumerate(params)}
     for i, p in enumerate(params):
-        for name in p.when:
+        for name in {n for alt in p.when for n in alt}:
             if order.get(name, -1) > i:
                 raise SpecError(
                     f"{source}: search_space.{p.field}.when names {name}, which is searched after it; "
@@ -450,52 +511,86 @@ def _check_spec(spec: SweepSpec) -> None:
     s = spec.source
     if not spec.params:
         raise SpecError(f"{s}: search_space is empty; allowed: at least one searched field (a single config is `clipsweep train`)")
-    if spec.suite.name not in SUITES:
-        raise SpecError(f"{s}: suite.name={spec.suite.name!r}; allowed: {', '.join(SUITES)}")
-    if spec.suite.tier not in TIERS:
-        raise SpecError(f"{s}: suite.tier={spec.suite.tier!r}; allowed: {', '.join(TIERS)}")
-    if spec.search.num_samples < 1:
-        raise SpecError(f"{s}: search.num_samples={spec.search.num_samples}; allowed: >= 1 (the baseline counts as one)")
-    if spec.search.max_concurrent is not None and spec.search.max_concurrent < 1:
-        raise SpecError(f"{s}: search.max_concurrent={spec.search.max_concurrent}; allowed: >= 1 or null")
     epochs = spec.baseline.optim.epochs
-    if spec.asha.grace_period < 1 or spec.asha.grace_period > spec.max_t:
-        raise SpecError(f"{s}: asha.grace_period={spec.asha.grace_period}; allowed: 1 to max_t={spec.max_t}")
-    if spec.asha.reduction_factor <= 1:
-        raise SpecError(f"{s}: asha.reduction_factor={spec.asha.reduction_factor}; allowed: > 1")
-    if spec.asha.max_t is not None and not 1 <= spec.asha.max_t <= epochs:
-        raise SpecError(f"{s}: asha.max_t={spec.asha.max_t}; allowed: 1 to trial.optim.epochs={epochs}")
-    r = spec.resources
-    if r.workers_per_trial < 1:
-        raise SpecError(f"{s}: resources.workers_per_trial={r.workers_per_trial}; allowed: >= 1")
-    for name in ("cpus_per_worker", "driver_cpus", "gpus_per_worker"):
-        if getattr(r, name) < 0:
-            raise SpecError(f"{s}: resources.{name}={getattr(r, name)}; allowed: >= 0")
-    for name, amount in r.driver_resources.items():
-        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount <= 0:
-            raise SpecError(f"{s}: resources.driver_resources.{name}={amount!r}; allowed: a number > 0")
-    if spec.failure_config.max_failures < -1:
-        raise SpecError(f"{s}: failure_config.max_failures={spec.failure_config.max_failures}; allowed: >= 0, or -1 (retry forever)")
-    board = spec.leaderboard
-    if board.finalists < 1:
-        raise SpecError(f"{s}: leaderboard.finalists={board.finalists}; allowed: >= 1 (the baseline is added to them)")
-    if board.seeds < 1:
-        raise SpecError(
-            f"{s}: leaderboard.seeds={board.seeds}; allowed: an integer >= 1 (runs per variant; 3 or more measure training noise)"
-        )
-    if board.resamples < 100:
-        raise SpecError(f"{s}: leaderboard.resamples={board.resamples}; allowed: >= 100 (percentile intervals need them)")
-    for name in ("level", "alpha"):
-        if not 0 < getattr(board, name) < 1:
-            raise SpecError(f"{s}: leaderboard.{name}={getattr(board, name)}; allowed: strictly between 0 and 1")
+    if spec.scheduler.max_t is not None and not 1 <= spec.scheduler.max_t <= epochs:
+        raise SpecError(f"{s}: scheduler.max_t={spec.scheduler.max_t}; allowed: 1 to trial.optim.epochs={epochs}")
+    if spec.scheduler.grace_period > spec.max_t:
+        raise SpecError(f"{s}: scheduler.grace_period={spec.scheduler.grace_period}; allowed: 1 to max_t={spec.max_t}")
+    if spec.search.algorithm == "grid":
+        for p in spec.params:
+            if p.type != "choice":
+                raise SpecError(
+                    f"{s}: search_space.{p.field}.type={p.type!r} with search.algorithm='grid'; allowed: choice "
+                    "(a grid enumerates listed values; use tpe or random for ranges)"
+                )
     fields_known = spec.baseline.flat()
     for i, point in enumerate(spec.points_to_evaluate):
         if not isinstance(point, dict):
             raise SpecError(f"{s}: points_to_evaluate[{i}]={point!r}; expected a mapping {{field: value}}")
-        for name, value in point.items():
+        for name in point:
             if name not in fields_known:
-                raise SpecError(f"{s}: points_to_evaluate[{i}] names unknown field {name!r}")
+                raise SpecError(f"{s}: points_to_evaluate[{i}] names unknown field {name!r}; allowed: {_close(name, fields_known)}")
         try:
-            spec.config_for(point)
+            cfg = spec.config_for(point)
         except ValueError as e:
             raise SpecError(f"{s}: points_to_evaluate[{i}]: {e}") from None
+        dead = cfg.dead_knobs()
+        for name in point:
+            if name in dead:
+                raise SpecError(
+                    f"{s}: points_to_evaluate[{i}] sets {name}, which has no effect in that trial "
+                    f"(it acts only when {dead[name]})"
+                )
+    _check_live(spec)
+
+
+def _close(name: str, known: dict[str, Any]) -> str:
+    """The known fields of the section `name` names (or every section), for a message."""
+    section = name.split(".", 1)[0]
+    return ", ".join(sorted(k for k in known if k.startswith(section + "."))) or ", ".join(sorted({k.split(".")[0] for k in known}))
+
+
+MAX_SKELETONS = 20_000  # discrete combinations `_check_live` walks (a 6-choice space has far fewer)
+
+
+def skeletons(spec: SweepSpec) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
+    """Every combination of `choice` values the searcher can draw, in define-by-run order, with
+    ranges at their midpoint: (flat config, fields drawn). What a knob's liveness depends on is
+    discrete, so these cover every case in which a drawn knob could be dead."""
+    states: list[tuple[dict[str, Any], tuple[str, ...]]] = [(spec.baseline.flat(), ())]
+    for p in spec.params:
+        grown = []
+        for chosen, drawn in states:
+            if not p.active(chosen):
+                grown.append((chosen, drawn))
+                continue
+            grown += [({**chosen, p.field: value}, drawn + (p.field,)) for value in p.probe_values()]
+        states = grown[:MAX_SKELETONS]
+    return states
+
+
+def _check_live(spec: SweepSpec) -> None:
+    """Refuses a space that can draw a knob in a config where it has no effect, or draw a
+    combination the trial config refuses."""
+    for chosen, drawn in skeletons(spec):
+        for name in drawn:
+            acts = TrialConfig.acts(name)
+            if acts is None or acts.holds(chosen):
+                continue
+            context = sorted({n for alt in acts.alternatives for n, _ in alt})
+            where = ", ".join(f"{n}={chosen[n]!r}" for n in context)
+            hints = acts.when_hints()
+            when = _yaml_flow(hints[0] if len(hints) == 1 else hints)
+            raise SpecError(
+                f"{spec.source}: search_space.{name} can be drawn where it has no effect: with {where} "
+                f"(it acts only when {acts}); add `when: {when}` to it"
+            )
+        try:
+            spec.config_for({name: chosen[name] for name in drawn})
+        except ValueError as e:
+            draw = ", ".join(f"{n}={chosen[n]!r}" for n in drawn)
+            raise SpecError(f"{spec.source}: search_space can draw {draw}, which the trial config refuses: {e}") from None
+
+
+def _yaml_flow(value: Any) -> str:
+    return yaml.safe_dump(_plain(value), default_flow_style=True, width=1000).strip()

@@ -24,7 +24,8 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from .spec import SweepSpec
-from .tune import DRIVER_NODE, FINAL_STAGE_SCORE, REPLICATE_KEY, SCORE, TRAIN_NODES, end_status, overrides_of, trial_label
+from .search import FINAL_STAGE_SCORE, SCORE, overrides_of
+from .tune import DRIVER_NODE, REPLICATE_KEY, TRAIN_NODES, end_status, trial_label
 
 STATUS_TAG = "clipsweep.status"  # completed | stopped_early | failed | killed
 ROLE_TAG = "clipsweep.role"  # baseline | search
@@ -104,10 +105,12 @@ class MlflowTracker(tune.Callback):
         )
         spec = self.spec
         params = {f"resources.{k}": v for k, v in resources.items()}
-        params.update({"search.num_samples": spec.search.num_samples, "search.seed": spec.search.seed,
-                       "leaderboard.seeds": spec.leaderboard.seeds, "leaderboard.finalists": spec.leaderboard.finalists,
-                       "asha.grace_period": spec.asha.grace_period, "asha.reduction_factor": spec.asha.reduction_factor,
-                       "asha.max_t": spec.max_t, "suite": f"{spec.suite.name}/{spec.suite.tier}",
+        params.update({"search.algorithm": spec.search.algorithm, "search.num_samples": spec.search.num_samples,
+                       "search.seed": spec.search.seed, "leaderboard.seeds": spec.leaderboard.seeds,
+                       "leaderboard.finalists": spec.leaderboard.finalists, "scheduler.name": spec.scheduler.name,
+                       "scheduler.grace_period": spec.scheduler.grace_period,
+                       "scheduler.reduction_factor": spec.scheduler.reduction_factor, "scheduler.max_t": spec.max_t,
+                       "suite": f"{spec.suite.name}/{spec.suite.tier}",
                        "failure_config.max_failures": spec.failure_config.max_failures})  # fmt: skip
         self._log_params(parent.info.run_id, params)
         self.client.log_dict(parent.info.run_id, spec.search_space_dict(), "search_space.json")

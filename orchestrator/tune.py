@@ -1,4 +1,4 @@
-"""Ray Tune over Ray Train trials: Optuna TPE picks configs, ASHA stops losers early.
+"""Ray Tune over Ray Train trials: the study searcher picks configs, ASHA stops losers early.
 
 The Ray Train V2 pattern: each Tune trial is a function trainable that builds and fits the
 trial's TorchTrainer (through `run_trial`, as `clipsweep train` does); a callback in the Train
@@ -17,23 +17,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import optuna
 import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from clipsweep.trainers.schedules import stage_plan
 from clipsweep.trainers.train_loop import NODE_KEY
 
+from .search import FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, SCORE, StudySearcher, overrides_of
 from .spec import SweepSpec
 from .trial import TrialData, absolute_path, run_trial
 
-SCORE = "score"  # cheap-tier mean primary metric, every epoch: what Optuna learns from
-FINAL_STAGE_SCORE = "final_stage_score"  # the same in final-stage epochs (NaN before): what ASHA compares
-FINAL_STAGE_EPOCH = "final_stage_epoch"  # epochs into the final stage: ASHA's clock (absent before it)
 TRAIN_NODES = "train_nodes"  # comma-separated Ray node ids of the epoch's Train workers
 DRIVER_NODE = "driver_node"  # Ray node id of the trial's driver (the Tune trainable)
 SEED_FIELD = "optim.seed"  # what a seed replicate's config sets
@@ -114,70 +110,6 @@ def plan_resources(spec: SweepSpec, cluster: dict[str, float] | None = None, cor
     return ResourcePlan(cpus, gpus, concurrent, None)
 
 
-class DefineSpace:
-    """Optuna define-by-run: samples each active field in spec order (conditions see earlier ones).
-
-    A class, not a closure: Tune pickles the searcher (with this) into its experiment state.
-    """
-
-    def __init__(self, spec: SweepSpec) -> None:
-        self.params = spec.params
-        self.fixed = spec.baseline.flat()
-
-    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
-        chosen = dict(self.fixed)
-        for p in self.params:
-            if not p.active(chosen):
-                continue
-            if p.type == "choice":
-                chosen[p.field] = trial.suggest_categorical(p.field, list(p.values))
-            elif p.type == "int":
-                chosen[p.field] = trial.suggest_int(p.field, int(p.low), int(p.high))
-            else:
-                chosen[p.field] = trial.suggest_float(p.field, p.low, p.high, log=p.type == "loguniform")
-        return {"role": "search"}
-
-
-class FixedFirst(Searcher):
-    """Hands out the baseline, then the spec's explicit points, then defers to another searcher.
-
-    The ranking normalises every trial against the baseline, so it runs in every sweep. The
-    explicit points may set fields outside the search space (Optuna's own `points_to_evaluate`
-    would drop those), so they are handed out here as whole overrides. Optuna learns only from
-    its own suggestions.
-    """
-
-    def __init__(self, searcher: Searcher, points: tuple[dict[str, Any], ...] = ()) -> None:
-        super().__init__(metric=searcher.metric, mode=searcher.mode)
-        self.searcher = searcher
-        self.fixed = [{"role": "baseline"}] + [{"role": "point", **p} for p in points]
-        self.fixed_ids: list[str] = []  # trial ids handed a fixed config, in order
-
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
-        return self.searcher.set_search_properties(metric, mode, config, **spec)
-
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if len(self.fixed_ids) < len(self.fixed):
-            self.fixed_ids.append(trial_id)
-            return dict(self.fixed[len(self.fixed_ids) - 1])
-        return self.searcher.suggest(trial_id)
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id not in self.fixed_ids:
-            self.searcher.on_trial_result(trial_id, result)
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id not in self.fixed_ids:
-            self.searcher.on_trial_complete(trial_id, result=result, error=error)
-
-    # Tune saves a wrapper's own state here and the wrapped searcher's (Optuna's study) itself.
-    def get_state(self) -> dict[str, Any]:
-        return {"fixed_ids": list(self.fixed_ids)}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.fixed_ids = list(state["fixed_ids"])
-
-
 class Replicates(Searcher):
     """Hands out the leaderboard's seed replicates (whole overrides, one per trial), then ends."""
 
@@ -210,11 +142,6 @@ class Replicates(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.set_state(pickle.load(f))
-
-
-def overrides_of(config: dict[str, Any]) -> dict[str, Any]:
-    """The searched fields of a Tune trial config ({dotted field: value}; empty for the baseline)."""
-    return {k: v for k, v in config.items() if "." in k}
 
 
 def trial_label(trial: Any) -> str:
@@ -294,31 +221,30 @@ def train_trial(config: dict[str, Any], spec: SweepSpec, data: TrialData, train_
     )
 
 
-def build_tuner(
-    spec: SweepSpec, data: TrialData, plan: ResourcePlan, experiment: str, callbacks: list[tune.Callback]
-) -> tune.Tuner:
-    """The Tuner of a sweep: FixedFirst(Optuna TPE) + ASHA, `plan.max_concurrent` at a time."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searcher = OptunaSearch(
-        space=DefineSpace(spec),
-        metric=SCORE,
-        mode="max",
-        seed=spec.search.seed,
-    )
-    scheduler = SparingBaselineAsha(
+def build_scheduler(spec: SweepSpec) -> TrialScheduler | None:
+    """The spec's scheduler by name, as Ray's `create_scheduler` names them (None: FIFO)."""
+    if spec.scheduler.name == "none":
+        return None
+    return SparingBaselineAsha(
         time_attr=FINAL_STAGE_EPOCH,
         metric=FINAL_STAGE_SCORE,
         mode="max",
         max_t=spec.max_t,
-        grace_period=spec.asha.grace_period,
-        reduction_factor=spec.asha.reduction_factor,
+        grace_period=spec.scheduler.grace_period,
+        reduction_factor=spec.scheduler.reduction_factor,
     )
+
+
+def build_tuner(
+    spec: SweepSpec, data: TrialData, plan: ResourcePlan, experiment: str, callbacks: list[tune.Callback]
+) -> tune.Tuner:
+    """The Tuner of a sweep: the study searcher + the scheduler, `plan.max_concurrent` at a time."""
     trainable = _trainable(spec, data, experiment)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=FixedFirst(searcher, spec.points_to_evaluate),
-            scheduler=scheduler,
+            search_alg=StudySearcher(spec),
+            scheduler=build_scheduler(spec),
             num_samples=spec.search.num_samples,
             max_concurrent_trials=plan.max_concurrent,
         ),

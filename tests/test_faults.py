@@ -59,8 +59,8 @@ def test_a_sweep_survives_a_dead_worker_a_dead_driver_and_ctrl_c(small_corpus, t
     space = write_space(
         tmp_path, small_corpus, "it-lifecycle",
         trial={"optim": {"epochs": 3, "batch_size": 64, "warmup_steps": 1, "lr": 2e-3}},
-        search={"num_samples": 2, "seed": 0, "max_concurrent": 1},
-        asha={"grace_period": 3},  # no early stop before the last epoch: each trial reaches the point we stop it at
+        search={"algorithm": "random", "num_samples": 2, "seed": 0, "max_concurrent": 1},
+        scheduler={"name": "none"},  # no early stop before the last epoch: each trial reaches the point we stop it at
         failure_config={"max_failures": 1},
     )  # fmt: skip
     uri = f"sqlite:///{tmp_path}/mlruns.db"

@@ -64,9 +64,24 @@ BAD = [
     ("search_space.negatives.strength", {"type": "uniform", "low": -1.0, "high": 1.0}, "search_space.negatives.strength.low=-1.0"),
     ("storage_path", "nosuchfs://bucket/sweeps", "no filesystem for nosuchfs://"),
     ("mlflow.tracking_uri", "http://127.0.0.1:9", "mlflow.tracking_uri='http://127.0.0.1:9': no MLflow server answers"),
-    ("asha.grace_period", 0, "asha.grace_period=0; allowed: 1 to max_t=2"),
+    ("scheduler.grace_period", 3, "scheduler.grace_period=3; allowed: 1 to max_t=2"),
+    ("scheduler.grace_period", 0, "scheduler.grace_period=0; allowed: a number >= 1"),
+    ("scheduler.name", "hyperband", "scheduler.name='hyperband'; allowed: asha, none"),
+    ("asha", {"grace_period": 1}, "asha was removed: write `scheduler: {name: asha"),
+    ("search.algorithm", "bohb", "search.algorithm='bohb'; allowed: tpe, random, grid"),
+    ("search.algorithm", "grid", "search_space.objective.temperature.type='loguniform' with search.algorithm='grid'; allowed: choice"),
+    ("search_space.objective.omega", {"type": "uniform", "low": 0.5, "high": 2.0, "when": {"objective.logit_transform": ["sine"]}},
+     "search_space.objective.omega.high=2.0 is not a valid objective.omega: objective.omega=2.0; allowed: 0 < omega <= pi/2"),
+    ("search_space.objective.omega", {"type": "uniform", "low": 0.5, "high": 1.5},
+     "search_space.objective.omega can be drawn where it has no effect: with objective.logit_transform='identity' (it acts "
+     "only when objective.logit_transform='sine'); add `when: {objective.logit_transform: [sine]}` to it"),
+    ("search_space.objective.transform_before_temperature", {"type": "choice", "values": [True, False]},
+     "objective.transform_before_temperature was removed: only z = f(s)/t is a variant"),
+    ("trial.objective.transform_before_temperature", False, "trial.objective.transform_before_temperature was removed"),
+    ("search_space.objective.omega", {"type": "uniform", "low": 0.5, "high": 1.5, "when": {"objective.logit_transform": ["cosine"]}},
+     "search_space.objective.omega.when.objective.logit_transform='cosine' is not a valid objective.logit_transform"),
     ("search.num_samples", "many", "search.num_samples='many'; allowed: an integer"),
-    ("resources.workers_per_trial", 0, "resources.workers_per_trial=0; allowed: >= 1"),
+    ("resources.workers_per_trial", 0, "resources.workers_per_trial=0; allowed: a number >= 1"),
     ("points_to_evaluate", [{"negatives.weighting": "cluster_all"}], "points_to_evaluate[0]"),
     ("trial.optim.lr", -1.0, "trial.optim.lr=-1.0"),
     ("trial.optim.deterministic", "yes", "trial.optim.deterministic='yes'; allowed: true or false"),
@@ -109,7 +124,7 @@ def test_driver_resources_must_exist_in_the_cluster_and_bound_concurrency():
     local = plan_resources(spec, cores=2)  # a local Ray plays the head: it gets the resource
     assert local.ray_resources == {"clipsweep_driver": local.max_concurrent}
     doc["resources"]["driver_resources"] = {"clipsweep_driver": "one"}
-    with pytest.raises(SpecError, match="resources.driver_resources.clipsweep_driver='one'; allowed: a number > 0"):
+    with pytest.raises(SpecError, match="resources.driver_resources.clipsweep_driver='one'; allowed: a finite number"):
         SweepSpec.from_dict(doc)
     doc["resources"]["driver_resources"] = {}
     doc["failure_config"] = {"max_failures": -2}

@@ -8,7 +8,8 @@ trial needs 1.5), in the order the searcher hands them out, so ASHA's decisions 
       baseline's epoch 1, and is stopped early;
   trial 2 diverges (lr 1e30): NaN loss, the worker raises, the trial fails.
 The baseline is then the only finalist; its replicate trains with optim.seed 1.
-Optuna's own trials are exercised by tests/test_faults.py and tests/test_cluster.py.
+The study sees the three as COMPLETE, PRUNED and FAIL. Optuna's own suggestions are exercised by
+tests/test_faults.py (random searcher, no scheduler) and tests/test_cluster.py.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from clipsweep import Sweep, SweepResult
 from clipsweep.orchestrator.cli import main
+from clipsweep.orchestrator.search import load_study
 from clipsweep.orchestrator.sweep_cli import ranked_table
 from clipsweep.orchestrator.tracking import (
     OVERRIDES_TAG, PARENT_TAG, REASON_TAG, REPLICATE_OF_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG,
@@ -45,10 +48,13 @@ def finished_sweep(small_corpus, tmp_path_factory) -> tuple[SweepResult, str]:
         # batch 32: 17 steps an epoch, so the baseline is well above the untrained model at epoch 1
         # (at batch 64 it is not, on this 546-item corpus: 0.152 vs 0.164 with seed 0)
         "trial": {"optim": {"epochs": 2, "batch_size": 32, "warmup_steps": 1, "lr": 2e-3}},
-        "search_space": {"objective": {"logit_transform": {"type": "choice", "values": ["identity", "sine"]}}},
+        "search_space": {  # the learning rates make every explicit point a point of the space
+            "objective": {"logit_transform": {"type": "choice", "values": ["identity", "sine"]}},
+            "optim": {"lr": {"type": "choice", "values": [2e-3, 1e-9, 1e30]}},
+        },
         "points_to_evaluate": [{"optim.lr": 1e-9}, {"optim.lr": 1e30}],
         "search": {"num_samples": 3, "seed": 0, "max_concurrent": 1},
-        "asha": {"grace_period": 1, "reduction_factor": 2},
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
         "leaderboard": {"seeds": 2},
         "resources": {"workers_per_trial": 1, "cpus_per_worker": 1, "driver_cpus": 0.5},
         "storage_path": str(tmp / "results"),
@@ -93,6 +99,22 @@ def test_trials_end_as_asha_and_the_worker_decided(finished_sweep):
     assert json.loads(children["trial-01-point"].data.tags[OVERRIDES_TAG]) == {"optim.lr": 1e-9}
     assert json.loads(children["trial-00-baseline"].data.tags[OVERRIDES_TAG]) == {}
     assert children["trial-02-point"].data.params["optim.lr"] == "1e+30"
+
+
+def test_the_study_learns_what_asha_and_the_worker_decided(finished_sweep):
+    """The baseline and both points lie inside the space, so the study holds all three: the
+    stopped trial as PRUNED with its epoch-1 value, the failed one as FAIL, the baseline as
+    COMPLETE with its last final-stage score."""
+    result, uri = finished_sweep
+    study = load_study(result.path)
+    children = _children(MlflowClient(tracking_uri=uri), result)
+    by_lr = {t.params["optim.lr"]: t for t in study.trials}
+    assert sorted(by_lr) == [1e-9, 2e-3, 1e30]
+    assert by_lr[2e-3].state == TrialState.COMPLETE
+    assert by_lr[2e-3].value == pytest.approx(children["trial-00-baseline"].data.metrics["final_stage_score"], abs=1e-6)
+    assert sorted(by_lr[2e-3].intermediate_values) == [1, 2]
+    assert by_lr[1e-9].state == TrialState.PRUNED and sorted(by_lr[1e-9].intermediate_values) == [1]
+    assert by_lr[1e30].state == TrialState.FAIL
 
 
 def test_every_epoch_is_a_metric_step_with_benchmarks(finished_sweep):

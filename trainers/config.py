@@ -14,9 +14,10 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, get_args, get_type_hints
+from typing import Any, Literal, get_type_hints
 
 from .liveness import Acts, acts_if, acts_if_nonzero, knob
+from .typed import Section, build, check_range
 
 LogitTransform = Literal["identity", "sine", "sigmoid", "sigmoid_centered"]
 Weighting = Literal["none", "cluster_weight", "cluster_mask", "cluster_both"]
@@ -29,35 +30,8 @@ TextTower = Literal["tiny_distilbert", "distilbert", "tiny_bert", "bert"]
 Precision = Literal["bf16", "fp16", "fp32"]
 
 
-def _check_range(path: str, value: float, low: float | None = None, high: float | None = None, strict_low=False) -> None:
-    too_low = low is not None and (value <= low if strict_low else value < low)
-    too_high = high is not None and value > high
-    if too_low or too_high or (isinstance(value, float) and math.isnan(value)):
-        lo = "" if low is None else (f"> {low}" if strict_low else f">= {low}")
-        hi = "" if high is None else f"<= {high}"
-        raise ValueError(f"{path}={value!r}; allowed: a number {' and '.join(p for p in (lo, hi) if p)}")
-
-
-class _Section:
-    """A config section: checks its Literal fields, then its own ranges (`_validate`)."""
-
-    section = ""
-
-    def __post_init__(self) -> None:
-        hints = get_type_hints(type(self))
-        for f in fields(self):  # type: ignore[arg-type]
-            hint = hints[f.name]
-            if getattr(hint, "__origin__", None) is Literal and getattr(self, f.name) not in get_args(hint):
-                allowed = ", ".join(map(str, get_args(hint)))
-                raise ValueError(f"{self.section}.{f.name}={getattr(self, f.name)!r}; allowed: {allowed}")
-        self._validate()
-
-    def _validate(self) -> None:
-        """Range checks of the section; none by default."""
-
-
 @dataclass(frozen=True)
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """Dual encoder towers and the shared embedding space."""
 
     section = "model"
@@ -76,9 +50,9 @@ class ModelConfig(_Section):
         return self.text_weights or corpus_tokenizer
 
     def _validate(self) -> None:
-        _check_range("model.image_size", self.image_size, 16)
-        _check_range("model.embed_dim", self.embed_dim, 1)
-        _check_range("model.max_length", self.max_length, 4)
+        check_range("model.image_size", self.image_size, 16)
+        check_range("model.embed_dim", self.embed_dim, 1)
+        check_range("model.max_length", self.max_length, 4)
         for name in ("image_weights", "text_weights"):
             path = getattr(self, name)
             if path is not None and not os.path.exists(path):
@@ -86,7 +60,7 @@ class ModelConfig(_Section):
 
 
 @dataclass(frozen=True)
-class ObjectiveConfig(_Section):
+class ObjectiveConfig(Section):
     """Temperature and paper A's logit transform."""
 
     section = "objective"
@@ -99,15 +73,15 @@ class ObjectiveConfig(_Section):
     c: float = knob(0.0, acts=acts_if("objective.logit_transform", "sigmoid"))  # centre
 
     def _validate(self) -> None:
-        _check_range("objective.temperature", self.temperature, 0.0, strict_low=True)
+        check_range("objective.temperature", self.temperature, 0.0, strict_low=True)
         if self.temperature < 0.01:
             raise ValueError(f"objective.temperature={self.temperature}; allowed: >= 0.01 (logit scale is capped at 100)")
         if not 0 < self.omega <= math.pi / 2:
             raise ValueError(
-                f"objective.omega={self.omega!r}; allowed: 0 < omega <= pi/2 (1.5708): sin(omega s) is monotone "
+                f"objective.omega={self.omega!r}; allowed: 0 < omega <= pi/2 = 1.5707963: sin(omega s) is monotone "
                 "on [-1, 1] only up to pi/2"
             )
-        _check_range("objective.k", self.k, 0.0, strict_low=True)
+        check_range("objective.k", self.k, 0.0, strict_low=True)
 
 
 _CLUSTERED = acts_if("negatives.weighting", "cluster_weight", "cluster_mask", "cluster_both")
@@ -118,7 +92,7 @@ _UNIMODAL_STAGES = acts_if("schedule.kind", "joint", "multi_stage")
 
 
 @dataclass(frozen=True)
-class NegativesConfig(_Section):
+class NegativesConfig(Section):
     """Paper B's cluster-aware negatives (all but `weighting` matter only when it is not none)."""
 
     section = "negatives"
@@ -134,15 +108,15 @@ class NegativesConfig(_Section):
     recluster_every: int = knob(1, acts=_CLUSTERED & acts_if("negatives.features", "current"))  # epochs
 
     def _validate(self) -> None:
-        _check_range("negatives.n_clusters_image", self.n_clusters_image, 2)
-        _check_range("negatives.n_clusters_text", self.n_clusters_text, 2)
-        _check_range("negatives.strength", self.strength, 0.0)
-        _check_range("negatives.threshold", self.threshold, -1.0, 1.0)
-        _check_range("negatives.recluster_every", self.recluster_every, 1)
+        check_range("negatives.n_clusters_image", self.n_clusters_image, 2)
+        check_range("negatives.n_clusters_text", self.n_clusters_text, 2)
+        check_range("negatives.strength", self.strength, 0.0)
+        check_range("negatives.threshold", self.threshold, -1.0, 1.0)
+        check_range("negatives.recluster_every", self.recluster_every, 1)
 
 
 @dataclass(frozen=True)
-class UnimodalConfig(_Section):
+class UnimodalConfig(Section):
     """Paper C's uni-modal contrast: L = L_cross + alpha L_II + beta L_TT."""
 
     section = "unimodal"
@@ -153,13 +127,13 @@ class UnimodalConfig(_Section):
     token_drop: float = knob(0.1, acts=acts_if_nonzero("unimodal.text_weight") & _UNIMODAL_STAGES)
 
     def _validate(self) -> None:
-        _check_range("unimodal.image_weight", self.image_weight, 0.0)
-        _check_range("unimodal.text_weight", self.text_weight, 0.0)
-        _check_range("unimodal.token_drop", self.token_drop, 0.0, 0.9)
+        check_range("unimodal.image_weight", self.image_weight, 0.0)
+        check_range("unimodal.text_weight", self.text_weight, 0.0)
+        check_range("unimodal.token_drop", self.token_drop, 0.0, 0.9)
 
 
 @dataclass(frozen=True)
-class BatchingConfig(_Section):
+class BatchingConfig(Section):
     """Paper C's clustered hard-negative batching."""
 
     section = "batching"
@@ -170,8 +144,8 @@ class BatchingConfig(_Section):
 
     def _validate(self) -> None:
         if self.n_clusters is not None:
-            _check_range("batching.n_clusters", self.n_clusters, 2)
-        _check_range("batching.recluster_every", self.recluster_every, 1)
+            check_range("batching.n_clusters", self.n_clusters, 2)
+        check_range("batching.recluster_every", self.recluster_every, 1)
 
 
 _TWO_STAGE = acts_if("schedule.kind", "two_stage")
@@ -180,7 +154,7 @@ _MCIP = _TWO_STAGE & acts_if("schedule.pseudo_captions", True)
 
 
 @dataclass(frozen=True)
-class ScheduleConfig(_Section):
+class ScheduleConfig(Section):
     """Stages: joint (one stage), multi_stage (paper C), two_stage (paper D)."""
 
     section = "schedule"
@@ -198,15 +172,15 @@ class ScheduleConfig(_Section):
     pseudo_weight: float = knob(0.25, acts=_MCIP)  # stage 1 = (1 - w) L_stage1 + w L_mc
 
     def _validate(self) -> None:
-        _check_range("schedule.stage1_epochs", self.stage1_epochs, 1)
-        _check_range("schedule.arcface_scale", self.arcface_scale, 0.0, strict_low=True)
-        _check_range("schedule.arcface_margin", self.arcface_margin, 0.0, math.pi / 2)
-        _check_range("schedule.pseudo_top_k", self.pseudo_top_k, 1)
-        _check_range("schedule.pseudo_weight", self.pseudo_weight, 0.0, 1.0)
+        check_range("schedule.stage1_epochs", self.stage1_epochs, 1)
+        check_range("schedule.arcface_scale", self.arcface_scale, 0.0, strict_low=True)
+        check_range("schedule.arcface_margin", self.arcface_margin, 0.0, math.pi / 2)
+        check_range("schedule.pseudo_top_k", self.pseudo_top_k, 1)
+        check_range("schedule.pseudo_weight", self.pseudo_weight, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
-class OptimConfig(_Section):
+class OptimConfig(Section):
     """AdamW with cosine schedule and warm-up; batch_size is the global batch."""
 
     section = "optim"
@@ -222,12 +196,12 @@ class OptimConfig(_Section):
     precision: Precision = "bf16"  # autocast on CUDA (fp16 with loss scaling); CPU always trains in fp32
 
     def _validate(self) -> None:
-        _check_range("optim.epochs", self.epochs, 1)
-        _check_range("optim.batch_size", self.batch_size, 2)
-        _check_range("optim.lr", self.lr, 0.0, strict_low=True)
-        _check_range("optim.weight_decay", self.weight_decay, 0.0)
-        _check_range("optim.warmup_steps", self.warmup_steps, 0)
-        _check_range("optim.grad_clip", self.grad_clip, 0.0)
+        check_range("optim.epochs", self.epochs, 1)
+        check_range("optim.batch_size", self.batch_size, 2)
+        check_range("optim.lr", self.lr, 0.0, strict_low=True)
+        check_range("optim.weight_decay", self.weight_decay, 0.0)
+        check_range("optim.warmup_steps", self.warmup_steps, 0)
+        check_range("optim.grad_clip", self.grad_clip, 0.0)
 
 
 @dataclass(frozen=True)
@@ -273,7 +247,7 @@ class TrialConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialConfig:
         """Builds a config from nested dicts; unknown or mistyped fields raise `ValueError`."""
-        return _build(cls, data, "")
+        return build(cls, data, "", REMOVED_KNOBS)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -288,11 +262,11 @@ class TrialConfig:
         Raises:
             ValueError: more clusters than items, or ArcFace without labels.
         """
-        if self.negatives.weighting != "none":
-            for name in ("n_clusters_image", "n_clusters_text"):
-                value = getattr(self.negatives, name)
-                if value > n_items:
-                    raise ValueError(f"negatives.{name}={value}; allowed: at most the {n_items} training items")
+        dead = self.dead_knobs()
+        for name in ("n_clusters_image", "n_clusters_text"):
+            value = getattr(self.negatives, name)
+            if f"negatives.{name}" not in dead and value > n_items:
+                raise ValueError(f"negatives.{name}={value}; allowed: at most the {n_items} training items")
         if self.batching.mode == "cluster_hard" and (self.batching.n_clusters or 0) > n_items:
             raise ValueError(f"batching.n_clusters={self.batching.n_clusters}; allowed: at most the {n_items} training items")
         if self.schedule.kind == "two_stage" and self.schedule.stage1_loss == "arcface" and not has_labels:
@@ -308,57 +282,3 @@ REMOVED_KNOBS = {
         "the sigmoids' logits; delete the field"
     ),
 }
-
-
-def _build(cls: type, data: Any, path: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"{path or 'config'}={data!r}; expected a mapping of fields")
-    hints = get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    for name in data:
-        dotted = f"{path}.{name}" if path else name
-        if dotted in REMOVED_KNOBS:
-            raise ValueError(f"{dotted} was removed: {REMOVED_KNOBS[dotted]}")
-    unknown = sorted(set(data) - known)
-    if unknown:
-        where = f"{path}." if path else ""
-        raise ValueError(f"unknown field {where}{unknown[0]}; allowed: {', '.join(sorted(known))}")
-    kwargs = {}
-    for name, value in data.items():
-        dotted = f"{path}.{name}" if path else name
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, dotted)
-        else:
-            kwargs[name] = _coerce(hint, value, dotted)
-    return cls(**kwargs)
-
-
-def _coerce(hint: Any, value: Any, path: str) -> Any:
-    """Checks a scalar against its annotation (Literal, int, float, bool, str, Optional)."""
-    args = get_args(hint)
-    if getattr(hint, "__origin__", None) is Literal:
-        if value not in args:
-            raise ValueError(f"{path}={value!r}; allowed: {', '.join(map(str, args))}")
-        return value
-    if type(None) in args:  # Optional[X]
-        if value is None:
-            return None
-        hint = next(a for a in args if a is not type(None))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{path}={value!r}; allowed: true or false")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
-            raise ValueError(f"{path}={value!r}; allowed: an integer")
-        return int(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{path}={value!r}; allowed: a number")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{path}={value!r}; allowed: a string")
-        return value
-    raise TypeError(f"{path}: unsupported annotation {hint!r}")  # internal: a config field of a new type

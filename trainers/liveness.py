@@ -34,7 +34,10 @@ class Acts:
         return Acts(self.alternatives + other.alternatives)
 
     def __str__(self) -> str:
-        return " or ".join(" and ".join(_describe(n, v) for n, v in alt) for alt in self.alternatives)
+        terms = [" and ".join(_describe(n, v) for n, v in alt) for alt in self.alternatives]
+        if len(terms) > 1:
+            terms = [f"({t})" if " and " in t else t for t in terms]
+        return " or ".join(terms)
 
     def when_hints(self) -> list[dict[str, list[Any]]]:
         """Each alternative as a spec `when:` mapping (the non-zero terms cannot be written)."""

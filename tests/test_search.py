@@ -1,0 +1,94 @@
+"""The study searcher: what Optuna is told, fed with the results `ScoreReport` makes (no Ray)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from optuna.trial import TrialState
+
+from clipsweep.orchestrator.search import FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, SCORE, StudySearcher, drawn_params
+from clipsweep.orchestrator.spec import SweepSpec
+
+
+def _spec(**sections) -> SweepSpec:
+    return SweepSpec.from_dict({
+        "name": "s",
+        "trial": {"optim": {"epochs": 3}, "schedule": {"stage1_loss": "simclr"}},
+        "search_space": {
+            "schedule": {"kind": {"type": "choice", "values": ["joint", "two_stage"]}},
+            "objective": {"temperature": {"type": "uniform", "low": 0.03, "high": 0.1}},
+        },
+        "points_to_evaluate": [{"schedule.kind": "two_stage", "objective.temperature": 0.05}, {"optim.lr": 1e-9}],
+        **sections,
+    })  # fmt: skip
+
+
+def _report(searcher: StudySearcher, trial_id: str, epoch: int, score: float, final_stage_start: int = 0) -> dict:
+    """What `ScoreReport` hands Tune after an epoch."""
+    result = {"epoch": epoch, SCORE: score, FINAL_STAGE_SCORE: math.nan}
+    if epoch > final_stage_start:
+        result[FINAL_STAGE_SCORE] = score
+        result[FINAL_STAGE_EPOCH] = epoch - final_stage_start
+    searcher.on_trial_result(trial_id, result)
+    return result
+
+
+def test_fixed_trials_first_then_the_study_and_each_ending_told_as_what_it_was():
+    searcher = StudySearcher(_spec())
+    assert searcher.suggest("base") == {"role": "baseline"}
+    assert searcher.suggest("two") == {"role": "point", "schedule.kind": "two_stage", "objective.temperature": 0.05}
+    assert searcher.suggest("lr") == {"role": "point", "optim.lr": 1e-9}
+    drawn = [searcher.suggest(f"s{i}") for i in range(3)]
+    assert all(d["role"] == "search" and 0.03 <= d["objective.temperature"] <= 0.1 for d in drawn)
+
+    for epoch, score in enumerate([0.2, 0.3, 0.4], 1):
+        last = _report(searcher, "base", epoch, score)
+    searcher.on_trial_complete("base", last)
+    # A two-stage trial (stage 1: 1 epoch): its stage-1 score never reaches the study.
+    _report(searcher, "two", 1, 0.9, final_stage_start=1)
+    for epoch, score in ((2, 0.25), (3, 0.35)):
+        last = _report(searcher, "two", epoch, score, final_stage_start=1)
+    searcher.on_trial_complete("two", last)
+    searcher.on_trial_complete("lr", _report(searcher, "lr", 1, 0.1))  # outside the space (optim.lr)
+    searcher.on_trial_complete("s0", _report(searcher, "s0", 1, 0.05))  # ASHA stopped it after epoch 1
+    searcher.on_trial_complete("s1", None, error=True)
+    _report(searcher, "s2", 1, 0.3)  # still running
+
+    trials = {(t.params.get("schedule.kind"), round(t.params["objective.temperature"], 3)): t for t in searcher.study.trials}
+    base = trials[("joint", 0.07)]
+    assert base.state == TrialState.COMPLETE and base.value == 0.4 and base.intermediate_values == {1: 0.2, 2: 0.3, 3: 0.4}
+    two = trials[("two_stage", 0.05)]
+    assert two.state == TrialState.COMPLETE and two.value == 0.35 and two.intermediate_values == {1: 0.25, 2: 0.35}
+    states = {t.number: t.state for t in searcher.study.trials}
+    assert sorted(s.name for s in states.values()) == ["COMPLETE", "COMPLETE", "FAIL", "PRUNED", "RUNNING"]
+    pruned = next(t for t in searcher.study.trials if t.state == TrialState.PRUNED)
+    assert pruned.intermediate_values == {1: 0.05}
+    assert all(0.9 not in t.intermediate_values.values() for t in searcher.study.trials)
+
+
+def test_a_point_is_in_the_space_only_if_every_field_it_sets_is_drawn_there():
+    spec = _spec()
+    assert drawn_params(spec, {}) == {"schedule.kind": "joint", "objective.temperature": 0.07}
+    assert drawn_params(spec, {"schedule.kind": "two_stage"}) == {"schedule.kind": "two_stage", "objective.temperature": 0.07}
+    assert drawn_params(spec, {"optim.lr": 1e-9}) is None  # not searched
+    assert drawn_params(spec, {"objective.temperature": 0.2}) is None  # off the range
+
+
+@pytest.mark.parametrize("algorithm", ["random", "grid"])
+def test_other_algorithms(algorithm):
+    space = {"objective": {"logit_transform": {"type": "choice", "values": ["identity", "sine"]},
+                           "omega": {"type": "choice", "values": [0.8, 1.2], "when": {"objective.logit_transform": ["sine"]}}}}  # fmt: skip
+    spec = SweepSpec.from_dict({"name": "s", "search_space": space, "search": {"algorithm": algorithm, "num_samples": 9}})
+    searcher = StudySearcher(spec)
+    assert searcher.suggest("base") == {"role": "baseline"}
+    drawn = [searcher.suggest(f"t{i}") for i in range(8)]
+    if algorithm == "grid":  # identity, sine x 2 omegas: three configs, then done
+        assert drawn[:3] == [
+            {"role": "search", "objective.logit_transform": "identity"},
+            {"role": "search", "objective.logit_transform": "sine", "objective.omega": 0.8},
+            {"role": "search", "objective.logit_transform": "sine", "objective.omega": 1.2},
+        ]
+        assert drawn[3] == "FINISHED"
+    else:
+        assert {d["objective.logit_transform"] for d in drawn} == {"identity", "sine"}

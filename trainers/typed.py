@@ -1,0 +1,101 @@
+"""Typed config sections from YAML mappings: every bad field named by its dotted path.
+
+The trial config (`config.py`) and the sweep spec's sections are frozen dataclasses built by
+`build`, which checks each value against the field's annotation (Literal, int, float, bool,
+str, Optional, dict[str, X], nested dataclass); each `Section` then checks its own ranges in
+`_validate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import fields
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+
+def check_range(path: str, value: float, low: float | None = None, high: float | None = None, strict_low=False) -> None:
+    """Raises `ValueError` naming `path` unless low <= value <= high (low < value if strict)."""
+    too_low = low is not None and (value <= low if strict_low else value < low)
+    too_high = high is not None and value > high
+    if too_low or too_high or (isinstance(value, float) and math.isnan(value)):
+        lo = "" if low is None else (f"> {low}" if strict_low else f">= {low}")
+        hi = "" if high is None else f"<= {high}"
+        raise ValueError(f"{path}={value!r}; allowed: a number {' and '.join(p for p in (lo, hi) if p)}")
+
+
+class Section:
+    """A config section: checks its Literal fields, then its own ranges (`_validate`)."""
+
+    section = ""
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in fields(self):  # type: ignore[arg-type]
+            hint = hints[f.name]
+            if get_origin(hint) is Literal and getattr(self, f.name) not in get_args(hint):
+                allowed = ", ".join(map(str, get_args(hint)))
+                raise ValueError(f"{self.section}.{f.name}={getattr(self, f.name)!r}; allowed: {allowed}")
+        self._validate()
+
+    def _validate(self) -> None:
+        """Range checks of the section; none by default."""
+
+
+def build(cls: type, data: Any, path: str, removed: dict[str, str] | None = None) -> Any:
+    """A `cls` dataclass from nested mappings; unknown, removed or mistyped fields raise
+    `ValueError` naming their dotted path (under `path`), the value and what is allowed."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{path or 'config'}={data!r}; expected a mapping of fields")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for name in data:
+        dotted = f"{path}.{name}" if path else str(name)
+        if removed and dotted in removed:
+            raise ValueError(f"{dotted} was removed: {removed[dotted]}")
+    unknown = sorted(set(map(str, data)) - known)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ValueError(f"unknown field {where}{unknown[0]}; allowed: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name, value in data.items():
+        dotted = f"{path}.{name}" if path else name
+        hint = hints[name]
+        kwargs[name] = build(hint, value, dotted, removed) if dataclasses.is_dataclass(hint) else coerce(hint, value, dotted)
+    return cls(**kwargs)
+
+
+def coerce(hint: Any, value: Any, path: str) -> Any:
+    """Checks a value against its annotation; returns it as that type (an integral float as int)."""
+    args = get_args(hint)
+    if get_origin(hint) is Literal:
+        if value not in args:
+            raise ValueError(f"{path}={value!r}; allowed: {', '.join(map(str, args))}")
+        return value
+    if type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if get_origin(hint) is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}={value!r}; allowed: a mapping")
+        return {str(k): coerce(get_args(hint)[1], v, f"{path}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{path}={value!r}; allowed: true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
+            raise ValueError(f"{path}={value!r}; allowed: an integer")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isinf(value):
+            hint_text = " (YAML reads 2e-3 as text: write 2.0e-3)" if isinstance(value, str) else ""
+            raise ValueError(f"{path}={value!r}; allowed: a finite number{hint_text}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{path}={value!r}; allowed: a string")
+        return value
+    raise TypeError(f"{path}: unsupported annotation {hint!r}")  # internal: a config field of a new type
+
