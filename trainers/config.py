@@ -14,10 +14,10 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal
 
 from .liveness import Acts, acts_if, acts_if_nonzero, knob
-from .typed import Section, build, check_range
+from .typed import Section, build, check_range, hints_of
 
 LogitTransform = Literal["identity", "sine", "sigmoid", "sigmoid_centered"]
 Weighting = Literal["none", "cluster_weight", "cluster_mask", "cluster_both"]
@@ -236,7 +236,7 @@ class TrialConfig:
     def acts(dotted: str) -> Acts | None:
         """When the knob `section.name` acts; None if always."""
         section, name = dotted.split(".", 1)
-        cls = get_type_hints(TrialConfig)[section]
+        cls = hints_of(TrialConfig)[section]
         return next(f.metadata.get("acts") for f in fields(cls) if f.name == name)
 
     def dead_knobs(self) -> dict[str, Acts]:

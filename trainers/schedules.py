@@ -54,6 +54,35 @@ def stage_plan(cfg: TrialConfig) -> list[Stage]:
     ]
 
 
+@dataclass(frozen=True)
+class Reclustering:
+    """What the train loop clusters before an epoch (None: nothing of that kind)."""
+
+    negatives: tuple[int, int | None] | None = None  # paper B: K_I, and K_T where the mask reads text clusters
+    batches: int | None = None  # paper C: clusters of [u; v] that batches are filled from
+
+
+def reclustering(cfg: TrialConfig, epoch: int, n_items: int, clustered: bool, batched: bool) -> Reclustering:
+    """Paper B's and C's k-means before `epoch` (0-based), capped by the `n_items` training items.
+
+    Args:
+        clustered, batched: whether paper B's clusters / paper C's batch clusters already exist
+            (a resumed run restores them from its checkpoint).
+    """
+    negatives, batching = cfg.negatives, cfg.batching
+    plan = Reclustering()
+    if negatives.weighting != "none" and (
+        not clustered or (negatives.features == "current" and epoch % negatives.recluster_every == 0)
+    ):
+        masked = negatives.weighting in ("cluster_mask", "cluster_both")
+        k_text = min(negatives.n_clusters_text, n_items) if masked else None
+        plan = Reclustering(negatives=(min(negatives.n_clusters_image, n_items), k_text))
+    if batching.mode == "cluster_hard" and (not batched or epoch % batching.recluster_every == 0):
+        k = batching.n_clusters or max(2, n_items // cfg.optim.batch_size)  # about N / B
+        plan = Reclustering(plan.negatives, min(k, n_items))
+    return plan
+
+
 def apply_stage(modules: dict[str, nn.Module], stage: Stage) -> list[nn.Parameter]:
     """Sets `requires_grad` by the stage's prefixes; returns the trainable parameters.
 

@@ -39,8 +39,8 @@ from .evaluation.metrics import top_k_scores
 from .evaluation.suite import LoadedSuite, SuiteSettings, flatten
 from .models.dual_encoder import DualEncoder
 from .objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
-from .objectives.clusters import cluster_hard_order, kmeans
-from .schedules import Stage, param_groups, stage_plan
+from .objectives.clusters import Clustering, cluster_hard_order, kmeans
+from .schedules import Stage, param_groups, reclustering, stage_plan
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,27 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def select_pseudo_captions(scores: np.ndarray, nearest: np.ndarray, caption_owner: np.ndarray, min_cosine: float) -> np.ndarray:
+    """MCIP's pseudo-captions of each image: its own captions, then its nearest others above
+    `min_cosine`.
+
+    Args:
+        scores, nearest: (N_images, top_k) cosines and caption indices, nearest first.
+        caption_owner: (N_captions,) the image each caption belongs to.
+
+    Returns:
+        (N_images, top_k + most own captions) caption indices, -1 where there is none.
+    """
+    per_item = nearest.shape[1] + int(np.bincount(caption_owner).max())
+    indices = np.full((len(nearest), per_item), -1, dtype=np.int64)
+    for row in range(len(nearest)):
+        own = np.flatnonzero(caption_owner == row)
+        similar = nearest[row][(scores[row] > min_cosine) & ~np.isin(nearest[row], own)]
+        kept = np.concatenate([own, similar])[:per_item]
+        indices[row, : len(kept)] = kept
+    return indices
 
 
 class Trial:
@@ -153,23 +174,26 @@ class Trial:
             np.concatenate([p[2] for p in parts])[order],
         )
 
-    def recluster(self) -> None:
+    def recluster(self, k_image: int, k_text: int | None) -> None:
         """Paper B: k-means of the training set's image and text embeddings, per modality.
 
         Every rank runs the same seeded faiss k-means on the same gathered embeddings, so all
-        ranks agree without a broadcast.
+        ranks agree without a broadcast. Without `k_text` (the weight alone reads only image
+        clusters) every item shares one text cluster.
         """
         ids, image_features, text_features = self.embed_training_set()
-        negatives = self.cfg.negatives
-        image = kmeans(image_features, min(negatives.n_clusters_image, len(ids)), self.cfg.optim.seed)
-        text = kmeans(text_features, min(negatives.n_clusters_text, len(ids)), self.cfg.optim.seed)
+        image = kmeans(image_features, min(k_image, len(ids)), self.cfg.optim.seed)
+        text = (
+            kmeans(text_features, min(k_text, len(ids)), self.cfg.optim.seed)
+            if k_text
+            else Clustering(np.zeros(len(ids), dtype=np.int64), np.ones((1, 1), dtype=np.float32))
+        )
         self.objective.set_clusters(image, text)
         self.assignments = {i: (int(a), int(b)) for i, a, b in zip(ids, image.assignments, text.assignments)}
 
-    def recluster_batches(self) -> None:
+    def recluster_batches(self, k: int) -> None:
         """Paper C: k-means on [u; v] of every item; batches are then filled cluster by cluster."""
         ids, image, text = self.embed_training_set()
-        k = self.cfg.batching.n_clusters or max(2, len(ids) // self.cfg.optim.batch_size)  # about N / B
         clustering = kmeans(np.concatenate([image, text], axis=1), min(k, len(ids)), self.cfg.optim.seed)
         self.batch_clusters = dict(zip(ids, clustering.assignments.tolist()))
 
@@ -222,15 +246,8 @@ class Trial:
             dist.all_gather_object(parts, text)
             text = torch.cat(parts)
         scores, nearest = top_k_scores(image, text.numpy(), schedule.pseudo_top_k)
-        per_item = schedule.pseudo_top_k + int(np.bincount(caption_owner).max())
-        indices = np.full((len(ids), per_item), -1, dtype=np.int64)
-        for row in range(len(ids)):
-            own = np.flatnonzero(caption_owner == row)
-            similar = nearest[row][(scores[row] > schedule.pseudo_min_cosine) & ~np.isin(nearest[row], own)]
-            kept = np.concatenate([own, similar])[:per_item]
-            indices[row, : len(kept)] = kept
         self.pseudo_rows = {i: r for r, i in enumerate(ids)}
-        self.pseudo_indices = torch.from_numpy(indices)
+        self.pseudo_indices = torch.from_numpy(select_pseudo_captions(scores, nearest, caption_owner, schedule.pseudo_min_cosine))
         self.pseudo_text = text
 
     def _pseudo(self, ids: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -396,14 +413,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if "pseudo_caption" in stage.weights:
             trial.mine_pseudo_captions()  # with the text tower as it is, frozen for this stage
         for epoch in range(max(epoch, start_epoch), stage_end):
-            negatives = cfg.negatives
-            if negatives.weighting != "none" and (
-                not trial.assignments or (negatives.features == "current" and epoch % negatives.recluster_every == 0)
-            ):
-                trial.recluster()
-            batching = cfg.batching
-            if batching.mode == "cluster_hard" and (not trial.batch_clusters or epoch % batching.recluster_every == 0):
-                trial.recluster_batches()
+            plan = reclustering(cfg, epoch, settings.n_train, bool(trial.assignments), bool(trial.batch_clusters))
+            if plan.negatives:
+                trial.recluster(*plan.negatives)
+            if plan.batches:
+                trial.recluster_batches(plan.batches)
             metrics = {"epoch": epoch + 1, "stage": stage.name, **trial.train_epoch(stage, optimizer, scheduler, params, epoch)}
             if trial.suite is not None:
                 results, _ = trial.suite.score(trial.model, settings.tokenizer_dir, cfg.model.max_length, trial.device)

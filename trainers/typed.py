@@ -9,6 +9,7 @@ str, Optional, dict[str, X], nested dataclass); each `Section` then checks its o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import fields
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -24,13 +25,19 @@ def check_range(path: str, value: float, low: float | None = None, high: float |
         raise ValueError(f"{path}={value!r}; allowed: a number {' and '.join(p for p in (lo, hi) if p)}")
 
 
+@functools.cache
+def hints_of(cls: type) -> dict[str, Any]:
+    """The resolved annotations of a dataclass (resolving them is slow; configs are built often)."""
+    return get_type_hints(cls)
+
+
 class Section:
     """A config section: checks its Literal fields, then its own ranges (`_validate`)."""
 
     section = ""
 
     def __post_init__(self) -> None:
-        hints = get_type_hints(type(self))
+        hints = hints_of(type(self))
         for f in fields(self):  # type: ignore[arg-type]
             hint = hints[f.name]
             if get_origin(hint) is Literal and getattr(self, f.name) not in get_args(hint):
@@ -47,7 +54,7 @@ def build(cls: type, data: Any, path: str, removed: dict[str, str] | None = None
     `ValueError` naming their dotted path (under `path`), the value and what is allowed."""
     if not isinstance(data, dict):
         raise ValueError(f"{path or 'config'}={data!r}; expected a mapping of fields")
-    hints = get_type_hints(cls)
+    hints = hints_of(cls)
     known = {f.name for f in fields(cls)}
     for name in data:
         dotted = f"{path}.{name}" if path else str(name)
