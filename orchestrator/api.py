@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import optuna
 import pandas as pd
 import pyarrow.fs
 import ray
@@ -43,7 +44,8 @@ from .tracking import (
     OVERRIDES_TAG, PARENT_TAG, REASON_TAG, REPLICATE_OF_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG, TRIAL_ID_TAG, MlflowTracker,
 )  # fmt: skip
 from .trial import TrialData, absolute_path
-from .search import SCORE
+from .importance import param_importances, write_importance
+from .search import SCORE, load_study
 from .tune import (
     REPLICATE_KEY, ResourcePlan, build_replicate_tuner, build_tuner, experiment_name, experiment_path,
     plan_resources, restore_tuner, start_ray,
@@ -383,7 +385,7 @@ class SweepResult:
     def _publish(self, board: Leaderboard, scores: Scores) -> Leaderboard:
         client = self._client()
         with tempfile.TemporaryDirectory() as directory:
-            write_reports(board, directory)
+            write_reports(board, directory, write_importance(self.study(), directory))
             client.log_artifacts(self.mlflow_parent_run_id, directory, ARTIFACT_DIR)
             if self.path:  # a sweep reopened from its MLflow run alone may not know its folder
                 fs, root = _filesystem(self.path)
@@ -391,6 +393,15 @@ class SweepResult:
                 pyarrow.fs.copy_files(directory, f"{root}/{ARTIFACT_DIR}", destination_filesystem=fs)
         log_to_runs(client, board, scores)
         return board
+
+    def study(self) -> optuna.Study | None:
+        """The search's Optuna study (trials inside the space, as COMPLETE, PRUNED or FAIL)."""
+        return load_study(self.path) if self.path else None
+
+    def param_importances(self) -> pd.Series:
+        """fANOVA importance of each knob over the completed search trials, largest first
+        (empty, with the reason in `.attrs["note"]`, below 8 completed trials)."""
+        return param_importances(self.study())
 
     def best_config(self) -> TrialConfig:
         """The config of the best-scoring search trial that trained all its epochs (else of any)."""

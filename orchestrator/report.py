@@ -151,8 +151,9 @@ img {{ max-width: 100%; }}
 """
 
 
-def write_reports(board: Leaderboard, folder: str) -> list[str]:
-    """Writes leaderboard.csv/.md/.html and the two PNGs into `folder`; returns their paths."""
+def write_reports(board: Leaderboard, folder: str, more_pictures: dict[str, str] | None = None) -> list[str]:
+    """Writes leaderboard.csv/.md/.html and the two PNGs into `folder`; returns their paths.
+    `more_pictures` ({title: PNG path}, e.g. the knob importances) go at the end of the page."""
     os.makedirs(folder, exist_ok=True)
     labels = variant_labels(board.ranking, board.knobs())
     s = board.settings
@@ -164,5 +165,6 @@ def write_reports(board: Leaderboard, folder: str) -> list[str]:
     with open(paths["md"], "w") as f:
         f.write(markdown(board))
     with open(paths["html"], "w") as f:
-        f.write(html_page(board, {"Difference to the reference per benchmark": heatmap, "Aggregate difference with intervals and each seed": forest}))
+        pictures = {"Difference to the reference per benchmark": heatmap, "Aggregate difference with intervals and each seed": forest}
+        f.write(html_page(board, {**pictures, **(more_pictures or {})}))
     return [paths["csv"], paths["md"], paths["html"], heatmap, forest]

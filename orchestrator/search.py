@@ -17,13 +17,12 @@ scores of trials that finished, and a two-stage trial's stage-1 scores (which AS
 
 from __future__ import annotations
 
-import glob
 import math
-import os
 import pickle
 from typing import Any
 
 import optuna
+import pyarrow.fs
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
@@ -31,6 +30,7 @@ from ray.tune.search import Searcher
 from clipsweep.trainers.schedules import stage_plan
 
 from .spec import Param, SweepSpec, skeletons
+from .trial import absolute_path
 
 SCORE = "score"  # cheap-tier mean primary metric, every epoch (what a person reads)
 FINAL_STAGE_SCORE = "final_stage_score"  # the same in final-stage epochs (NaN before): what ASHA and Optuna see
@@ -202,8 +202,13 @@ def overrides_of(config: dict[str, Any]) -> dict[str, Any]:
 def load_study(experiment_dir: str) -> optuna.Study | None:
     """The study of a sweep's search, from the searcher state Tune saved in its experiment
     folder (`searcher-state-*.pkl`); None when there is none (e.g. the sweep never started)."""
-    saved = sorted(glob.glob(os.path.join(experiment_dir, "searcher-state-*.pkl")), key=os.path.getmtime)
+    fs, root = pyarrow.fs.FileSystem.from_uri(absolute_path(experiment_dir))
+    try:
+        found = fs.get_file_info(pyarrow.fs.FileSelector(root))
+    except (FileNotFoundError, OSError):
+        return None
+    saved = sorted((f for f in found if f.base_name.startswith("searcher-state-")), key=lambda f: f.mtime or 0)
     if not saved:
         return None
-    with open(saved[-1], "rb") as f:
-        return pickle.load(f)["study"]
+    with fs.open_input_stream(saved[-1].path) as f:
+        return pickle.loads(f.read())["study"]

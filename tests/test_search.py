@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import math
 
+import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
+
+from clipsweep.orchestrator.importance import param_importances, write_importance
 
 from clipsweep.orchestrator.search import FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, SCORE, StudySearcher, drawn_params
 from clipsweep.orchestrator.spec import SweepSpec
@@ -92,3 +96,27 @@ def test_other_algorithms(algorithm):
         assert drawn[3] == "FINISHED"
     else:
         assert {d["objective.logit_transform"] for d in drawn} == {"identity", "sine"}
+
+
+def _study(n: int) -> optuna.Study:
+    """n completed trials whose score follows the transform and not the temperature."""
+    study = optuna.create_study(direction="maximize")
+    space = {"objective.logit_transform": CategoricalDistribution(["identity", "sine"]), "objective.temperature": FloatDistribution(0.03, 0.1)}
+    for i in range(n):
+        params = {"objective.logit_transform": ["identity", "sine"][i % 2], "objective.temperature": 0.03 + 0.07 * ((i * 7) % n) / n}
+        value = 0.3 + 0.2 * (params["objective.logit_transform"] == "sine") + 0.001 * (i % 3)
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=value))
+    return study
+
+
+def test_importances_find_the_knob_that_matters_and_refuse_too_few_trials(tmp_path):
+    importances = param_importances(_study(16))
+    assert list(importances.index) == ["objective.logit_transform", "objective.temperature"]
+    assert importances.iloc[0] > 0.9 and importances.sum() == pytest.approx(1.0)
+    few = param_importances(_study(5))
+    assert few.empty and "5 completed trials" in few.attrs["note"] and "fewer than the 8" in few.attrs["note"]
+    pictures = write_importance(_study(16), str(tmp_path))
+    for path in pictures.values():
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "param_importance.csv").read_text().startswith("knob,importance\nobjective.logit_transform,")

@@ -149,12 +149,14 @@ def test_sweep_result_trials_match_the_child_runs(finished_sweep):
 def test_the_sweep_ends_with_a_leaderboard_in_mlflow_and_on_disk(finished_sweep):
     result, uri = finished_sweep
     client = MlflowClient(tracking_uri=uri)
-    files = {"leaderboard.csv", "leaderboard.md", "leaderboard.html", "leaderboard_heatmap.png", "leaderboard_forest.png"}
+    files = {"leaderboard.csv", "leaderboard.md", "leaderboard.html", "leaderboard_heatmap.png", "leaderboard_forest.png",
+             "param_importance.png", "param_parallel.png", "param_importance.csv"}  # fmt: skip
     logged = {a.path.split("/", 1)[1] for a in client.list_artifacts(result.mlflow_parent_run_id, "leaderboard")}
     assert files | {"scores.npz", "finalists.json"} <= logged
     assert files <= set(os.listdir(os.path.join(result.path, "leaderboard")))
     with open(os.path.join(result.path, "leaderboard", "leaderboard_heatmap.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "fewer than the 8" in result.param_importances().attrs["note"]  # 1 completed trial in the space
     frame = result.leaderboard()
     # The finalists: the baseline (the reference) and the completed trials; never the failed one.
     assert frame.loc[frame["reference"], "variant"].tolist() == ["trial-00-baseline"]
