@@ -354,7 +354,18 @@ class Trial:
             "assignments": self.assignments,
             "centroid_cosine": self.objective.cluster_state(),  # paper B: with the assignments, or the loss cannot index
             "batch_clusters": self.batch_clusters,  # a resumed run regroups batches as the original did
+            # MCIP's pseudo-captions were mined with the image tower at the stage's start; mining
+            # again after a resume would use the tower as it trained since
+            "pseudo": self.pseudo_state(),
         }
+
+    def pseudo_state(self) -> dict[str, Any] | None:
+        if not hasattr(self, "pseudo_indices"):
+            return None
+        return {"rows": self.pseudo_rows, "indices": self.pseudo_indices, "text": self.pseudo_text}
+
+    def load_pseudo_state(self, state: dict[str, Any]) -> None:
+        self.pseudo_rows, self.pseudo_indices, self.pseudo_text = state["rows"], state["indices"], state["text"]
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
         """Every rank reports; rank 0 attaches the checkpoint (Ray Train keeps rank 0's metrics).
@@ -407,11 +418,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         params = [p for g in groups for p in g["params"]]
         optimizer = torch.optim.AdamW(groups)
         scheduler = cosine_with_warmup(optimizer, cfg.optim.warmup_steps, stage.epochs * trial.steps_per_epoch)
-        if saved is not None and saved["stage"] == stage_index and saved["epoch"] > epoch:
+        resuming_stage = saved is not None and saved["stage"] == stage_index and saved["epoch"] > epoch
+        if resuming_stage:
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
         if "pseudo_caption" in stage.weights:
-            trial.mine_pseudo_captions()  # with the text tower as it is, frozen for this stage
+            if resuming_stage and saved.get("pseudo"):
+                trial.load_pseudo_state(saved["pseudo"])  # as mined when the stage began
+            else:
+                trial.mine_pseudo_captions()  # with the text tower as it is, frozen for this stage
         for epoch in range(max(epoch, start_epoch), stage_end):
             plan = reclustering(cfg, epoch, settings.n_train, bool(trial.assignments), bool(trial.batch_clusters))
             if plan.negatives:
