@@ -33,7 +33,7 @@ def _spec_doc(corpus, tmp_path) -> dict:
 
 def _validate(tmp_path, doc_or_text, capsys) -> tuple[int, str]:
     path = tmp_path / "space.yaml"
-    path.write_text(doc_or_text if isinstance(doc_or_text, str) else yaml.safe_dump(doc_or_text))
+    path.write_text(doc_or_text if isinstance(doc_or_text, str) else yaml.safe_dump(doc_or_text, sort_keys=False))
     code = main(["validate", str(path)])
     captured = capsys.readouterr()
     return code, " ".join((captured.out + captured.err).split())  # rich wraps long lines
@@ -78,6 +78,15 @@ BAD = [
     ("search_space.objective.transform_before_temperature", {"type": "choice", "values": [True, False]},
      "objective.transform_before_temperature was removed: only z = f(s)/t is a variant"),
     ("trial.objective.transform_before_temperature", False, "trial.objective.transform_before_temperature was removed"),
+    ("search_space.schedule", {
+        "kind": {"type": "choice", "values": ["joint", "two_stage"]},
+        "stage1_loss": {"type": "choice", "values": ["arcface", "simclr"], "when": {"schedule.kind": ["two_stage"]}},
+        "arcface_margin": {"type": "uniform", "low": 0.05, "high": 0.5, "when": {"schedule.stage1_loss": ["arcface"]}},
+    }, "search_space.schedule.arcface_margin can be drawn where it has no effect: with schedule.kind='joint'"),
+    ("search_space", {"schedule": {"kind": {"type": "choice", "values": ["joint", "two_stage"]}},
+                      "unimodal": {"image_weight": {"type": "uniform", "low": 0.0, "high": 1.0}}},
+     "search_space.unimodal.image_weight can be drawn where it has no effect: with schedule.kind='two_stage' (it acts "
+     "only when schedule.kind in ('joint', 'multi_stage')); add `when: {schedule.kind: [joint, multi_stage]}` to it"),
     ("search_space.objective.omega", {"type": "uniform", "low": 0.5, "high": 1.5, "when": {"objective.logit_transform": ["cosine"]}},
      "search_space.objective.omega.when.objective.logit_transform='cosine' is not a valid objective.logit_transform"),
     ("search.num_samples", "many", "search.num_samples='many'; allowed: an integer"),
