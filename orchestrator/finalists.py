@@ -139,7 +139,7 @@ def evaluate_finalists(
     """
     r = spec.resources
     task = ray.remote(evaluate_weights).options(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker)
-    suite = spec.suite.settings(data.heldout).to_dict()
+    suite = spec.suite.with_heldout(data.heldout).to_dict()
     pending: dict[Any, Finalist] = {}
     for finalist in finalists:
         with tempfile.TemporaryDirectory() as directory:

@@ -82,7 +82,7 @@ def check_sweep(spec: SweepSpec) -> TrialData:
     check_tracking(spec.tracking_uri)
     data = data_from_doc(spec.data, spec.baseline.model.image_size)
     try:
-        spec.suite.settings(data.heldout).check()
+        spec.suite.with_heldout(data.heldout).check()
     except ValueError as e:
         raise SpecError(f"{spec.source}: {e}") from None
     workers = spec.resources.workers_per_trial

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import yaml
 
 from clipsweep.trainers.config import REMOVED_KNOBS, TrialConfig
-from clipsweep.trainers.evaluation.suite import SuiteSettings
+from clipsweep.trainers.evaluation.settings import SuiteSettings
 from clipsweep.trainers.typed import Section, build, check_range
 
 from .ranking import BootstrapSettings
@@ -79,8 +79,6 @@ class Param:
 
 SearchAlgorithm = Literal["tpe", "random", "grid"]
 SchedulerName = Literal["asha", "none"]
-SuiteName = Literal["synthetic10", "paper10"]
-SuiteTier = Literal["cheap", "full"]
 
 
 @dataclass(frozen=True)
@@ -157,22 +155,6 @@ class FailureSettings(Section):
 
 
 @dataclass(frozen=True)
-class Suite(Section):
-    """The benchmark suite a trial is scored on each epoch (tier `cheap` is what ASHA sees)."""
-
-    section = "suite"
-    name: SuiteName = "synthetic10"
-    tier: SuiteTier = "cheap"
-    roots: dict[str, str] = field(default_factory=dict)  # paper10: dataset name -> local root
-    cheap_size: int = 500  # paper10 cheap tier: classification items per dataset (class-stratified)
-    cheap_retrieval_size: int = 200  # paper10 cheap tier: retrieval images per dataset
-
-    def settings(self, heldout: str | None) -> SuiteSettings:
-        """What the trials load: this section plus synthetic10's held-out split from `data:`."""
-        return SuiteSettings(self.name, heldout, dict(self.roots), self.cheap_size, self.cheap_retrieval_size)
-
-
-@dataclass(frozen=True)
 class LeaderboardSettings(Section):
     """After the search: the top `finalists` trials by cheap-tier score plus the baseline are
     trained `seeds` times in all (seeds optim.seed + i), every run is re-evaluated on the full
@@ -219,7 +201,7 @@ class SweepSpec:
     params: tuple[Param, ...]
     trial: dict[str, Any] = field(default_factory=dict)  # fixed config; the baseline is exactly this
     data: dict[str, Any] = field(default_factory=lambda: {"synthetic": {}})
-    suite: Suite = field(default_factory=Suite)
+    suite: SuiteSettings = field(default_factory=SuiteSettings)  # held-out split: with_heldout(data's)
     points_to_evaluate: tuple[dict[str, Any], ...] = ()  # explicit trials run first (after the baseline)
     search: SearchSettings = field(default_factory=SearchSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
@@ -290,7 +272,7 @@ class SweepSpec:
             params=tuple(_parse_space(doc.get("search_space") or {}, base, source)),
             trial=trial,
             data=doc.get("data") or {"synthetic": {}},
-            suite=_section(Suite, doc.get("suite"), "suite", source),
+            suite=_suite(doc.get("suite"), source),
             points_to_evaluate=tuple(doc.get("points_to_evaluate") or ()),
             search=_section(SearchSettings, doc.get("search"), "search", source),
             scheduler=_section(SchedulerSettings, doc.get("scheduler"), "scheduler", source),
@@ -311,7 +293,7 @@ class SweepSpec:
         return {
             "name": self.name,
             "data": self.data,
-            "suite": _plain(dataclasses.asdict(self.suite)),
+            "suite": _plain({k: v for k, v in self.suite.to_dict().items() if k != "heldout"}),
             "trial": self.trial,
             "search_space": space,
             "points_to_evaluate": [dict(p) for p in self.points_to_evaluate],
@@ -376,6 +358,13 @@ def _section(cls: type, doc: Any, path: str, source: str) -> Any:
     """A typed section (validated in its `__post_init__`) from its YAML mapping."""
     try:
         return build(cls, {} if doc is None else doc, path)
+    except ValueError as e:
+        raise SpecError(f"{source}: {e}") from None
+
+
+def _suite(doc: Any, source: str) -> SuiteSettings:
+    try:
+        return SuiteSettings.from_section(doc)
     except ValueError as e:
         raise SpecError(f"{source}: {e}") from None
 

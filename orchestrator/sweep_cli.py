@@ -80,7 +80,7 @@ def validate_command(args: argparse.Namespace, console: Console) -> None:
         f"{spec.search.num_samples} trials, {data.n_train} training items"
     )
     console.print(Sweep(spec).plan().describe(spec))
-    if note := spec.suite.settings(data.heldout).skipped_note():
+    if note := spec.suite.skipped_note():
         console.print(note)
 
 
@@ -97,7 +97,7 @@ def run_command(args: argparse.Namespace, console: Console) -> None:
         sweep = Sweep(spec)
     console.print(f"[bold]{spec.name}[/bold] ({spec.source})")  # the plan follows once Ray is up
     console.print(f"searching {', '.join(p.field for p in spec.params)}; ASHA on {spec.suite.name}/{spec.suite.tier}")
-    if note := spec.suite.settings(None).skipped_note():
+    if note := spec.suite.skipped_note():
         console.print(note)
     progress = SweepProgress(spec, console)
     # Tune's new console output prints its own experiment box even at verbose=0; the live

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clipsweep.trainers.config import TrialConfig
-from clipsweep.trainers.evaluation.suite import SuiteSettings
+from clipsweep.trainers.evaluation.settings import SuiteSettings
 from clipsweep.trainers.evaluation.synthetic10 import chance_levels
 
 from .trial import TrialData, data_from_doc, epoch_history, run_trial
@@ -34,7 +34,7 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--storage", help="checkpoint storage path or URI (default ~/ray_results)")
     train.add_argument("--name", help="run name under the storage path (default trial-<time>; an existing name resumes it)")
     train.add_argument("--resume", help="checkpoint directory to continue from")
-    train.add_argument("--tier", choices=("cheap", "full"), default="cheap", help="benchmark tier each epoch")
+    train.add_argument("--tier", choices=("cheap", "full"), help="benchmark tier each epoch (default: the config's suite.tier, cheap)")
     train.set_defaults(func=train_command)
 
 
@@ -58,12 +58,10 @@ def load_train_config(path: str | None, epochs: int | None = None) -> tuple[Tria
     data = data_from_doc(doc.get("data"), cfg.model.image_size)
     suite = data.default_suite()
     if doc.get("suite") is not None:
-        fields = dict(doc["suite"])
-        allowed = sorted(set(SuiteSettings.__dataclass_fields__) - {"heldout"})
-        unknown = sorted(set(fields) - set(allowed))
-        if unknown:
-            raise ValueError(f"{path}: unknown field suite.{unknown[0]}; allowed: {', '.join(allowed)}")
-        suite = SuiteSettings(heldout=data.heldout, **fields)
+        try:
+            suite = SuiteSettings.from_section(doc["suite"]).with_heldout(data.heldout)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
     if suite is not None:
         suite.check()
     return cfg, data, suite
@@ -78,9 +76,10 @@ def train_command(args: argparse.Namespace, console: Console) -> None:
     )
     if suite is not None and (note := suite.skipped_note()):
         console.print(note)
+    tier = args.tier or (suite.tier if suite is not None else "cheap")
     result = run_trial(
         cfg, data, workers=args.workers, storage_path=args.storage, name=args.name, resume_from=args.resume,
-        eval_tier=args.tier, suite=suite,
+        eval_tier=tier, suite=suite,
     )
     history = epoch_history(result)
     final = history[-1] if history else result.metrics
@@ -88,7 +87,7 @@ def train_command(args: argparse.Namespace, console: Console) -> None:
         console.print(f"final loss {final['loss/total']:.4f} (no held-out split, no benchmark)")
         return
     chance = chance_levels() if suite.name == "synthetic10" else {}
-    table = Table(title=f"{suite.name} ({args.tier} tier) after epoch {final['epoch']}: primary metrics")
+    table = Table(title=f"{suite.name} ({tier} tier) after epoch {final['epoch']}: primary metrics")
     for column in ("task", "primary", "chance"):
         table.add_column(column, justify="left" if column == "task" else "right")
     tasks = [k.split("/")[1] for k in final if k.startswith("bench/") and k.endswith("/primary")]

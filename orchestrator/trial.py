@@ -24,7 +24,7 @@ from clipsweep.trainers.data.loading import Preprocess, build_train_dataset
 from clipsweep.trainers.data.scenes import ATTRIBUTES
 from clipsweep.trainers.data.shards import DataFormatError, resolve_shards
 from clipsweep.trainers.data.synthetic import ensure_synthetic
-from clipsweep.trainers.evaluation.suite import SuiteSettings
+from clipsweep.trainers.evaluation.settings import SuiteSettings
 from clipsweep.trainers.train_loop import CHECKPOINT_FILE, LoopSettings, train_loop_per_worker
 
 

@@ -216,7 +216,7 @@ def train_trial(config: dict[str, Any], spec: SweepSpec, data: TrialData, train_
         gpus_per_worker=r.gpus_per_worker,
         eval_tier=spec.suite.tier,
         callbacks=[ScoreReport(cfg.optim.epochs - stage_plan(cfg)[-1].epochs)],
-        suite=spec.suite.settings(data.heldout),
+        suite=spec.suite.with_heldout(data.heldout),
         max_failures=spec.failure_config.max_failures,
     )
 

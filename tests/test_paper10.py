@@ -19,7 +19,8 @@ from clipsweep.trainers.config import ModelConfig, ObjectiveConfig
 from clipsweep.trainers.data.tokenizer import build_tokenizer
 from clipsweep.trainers.data.transforms import normalize, square_pixels
 from clipsweep.trainers.evaluation.datasets import DATASETS, ClassificationSet, check_root, load_dataset, prompts
-from clipsweep.trainers.evaluation.paper10 import Paper10Settings, load_paper10, score_paper10, stratified_subset
+from clipsweep.trainers.evaluation.settings import SuiteSettings
+from clipsweep.trainers.evaluation.paper10 import load_paper10, score_paper10, stratified_subset
 from clipsweep.trainers.models.dual_encoder import DualEncoder
 
 from paper10_fixtures import write_paper10
@@ -53,7 +54,7 @@ def test_missing_root_names_the_dataset_the_path_and_the_layout(tmp_path):
 
 
 def test_unconfigured_datasets_are_reported_as_skipped(fixtures):
-    settings = Paper10Settings(roots={"pets": fixtures["pets"].root, "coco": fixtures["coco"].root})
+    settings = SuiteSettings("paper10", roots={"pets": fixtures["pets"].root, "coco": fixtures["coco"].root})
     settings.check()
     assert settings.skipped() == ["cifar10", "cifar100", "food101", "fgvc_aircraft", "pcam", "flowers102", "dtd", "flickr30k"]
     assert list(load_paper10(settings, "full")) == ["pets", "coco"]
@@ -88,8 +89,8 @@ def test_stratified_subset_keeps_class_proportions_and_is_seeded():
 
 def test_cheap_tier_is_a_subset_of_the_full_one(fixtures):
     roots = {name: f.root for name, f in fixtures.items()}
-    cheap = load_paper10(Paper10Settings(roots, cheap_size=3, cheap_retrieval_size=2), "cheap")
-    full = load_paper10(Paper10Settings(roots), "full")
+    cheap = load_paper10(SuiteSettings("paper10", roots=roots, cheap_size=3, cheap_retrieval_size=2), "cheap")
+    full = load_paper10(SuiteSettings("paper10", roots=roots), "full")
     for name in DATASETS:
         assert len(cheap[name].indices) == min(3 if name in N_CLASSES else 2, len(full[name].indices))
         assert set(cheap[name].indices) <= set(full[name].indices)
@@ -129,7 +130,7 @@ def test_suite_metrics_match_clip_benchmark_on_all_ten(fixtures, tmp_path):
     from sklearn.metrics import balanced_accuracy_score
 
     roots = {name: f.root for name, f in fixtures.items()}
-    sets = load_paper10(Paper10Settings(roots), "full")
+    sets = load_paper10(SuiteSettings("paper10", roots=roots), "full")
     texts = [t.format(c) for p in prompts().values() for c in p["classes"] for t in p["templates"]]
     texts += [c for name in ("flickr30k", "coco") for cs in sets[name].data.captions for c in cs]
     tokenizer = build_tokenizer(texts, str(tmp_path / "tokenizer"), vocab_size=4000)  # every word known: no ties
@@ -181,8 +182,12 @@ def _train_config(tmp_path, corpus, suite) -> str:
 def test_a_paper10_trial_config_is_checked_before_ray(tmp_path, small_corpus, fixtures):
     with pytest.raises(ValueError, match=r"suite\.roots\.pets=.*oxford-iiit-pet/images does not exist"):
         load_train_config(_train_config(tmp_path, small_corpus, {"name": "paper10", "roots": {"pets": str(tmp_path)}}))
-    with pytest.raises(ValueError, match=r"unknown field suite\.tier; allowed: cheap_retrieval_size, cheap_size, name, roots"):
-        load_train_config(_train_config(tmp_path, small_corpus, {"name": "paper10", "tier": "full"}))
+    with pytest.raises(ValueError, match=r"unknown field suite\.tiers; allowed: cheap_retrieval_size, cheap_size, name, roots, seed, tier"):
+        load_train_config(_train_config(tmp_path, small_corpus, {"name": "paper10", "tiers": "full"}))
+    with pytest.raises(ValueError, match=r"suite\.heldout is not a suite field; the held-out split is data\.heldout"):
+        load_train_config(_train_config(tmp_path, small_corpus, {"heldout": str(tmp_path)}))
+    with pytest.raises(ValueError, match=r"suite\.tier='test'; allowed: cheap, full"):
+        load_train_config(_train_config(tmp_path, small_corpus, {"tier": "test"}))
     with pytest.raises(ValueError, match=r"suite\.roots is empty; paper10 needs at least one of: cifar10"):
         load_train_config(_train_config(tmp_path, small_corpus, {"name": "paper10"}))
 

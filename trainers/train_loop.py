@@ -36,7 +36,8 @@ from .data.shards import resolve_shards
 from .data.tokenizer import load_tokenizer
 from .evaluation.finalist import CHECKPOINT_FILE
 from .evaluation.metrics import top_k_scores
-from .evaluation.suite import LoadedSuite, SuiteSettings, flatten
+from .evaluation.settings import SuiteSettings
+from .evaluation.suite import LoadedSuite, flatten
 from .models.dual_encoder import DualEncoder
 from .objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 from .objectives.clusters import Clustering, cluster_hard_order, kmeans

@@ -14,7 +14,8 @@ import torch
 from ..config import TrialConfig
 from ..models.dual_encoder import DualEncoder
 from .metrics import ItemScores
-from .suite import LoadedSuite, SuiteSettings
+from .settings import SuiteSettings
+from .suite import LoadedSuite
 
 CHECKPOINT_FILE = "trial.pt"  # what the train loop writes into each checkpoint directory
 

@@ -11,43 +11,20 @@ dataset per call; every task of a dataset shares them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.transforms import square_pixels
-from .datasets import DATASETS, ClassificationSet, RetrievalSet, check_root, load_dataset
+from .datasets import DATASETS, ClassificationSet, RetrievalSet, load_dataset
 from .metrics import ItemScores
+from .settings import SuiteSettings
 from .tasks import encode_pixels, evaluating, score_retrieval, score_zero_shot, text_encoder
 
 TASK_NAMES = tuple(DATASETS)
 _SMALL = 256  # below this many images, decoding in the calling process beats starting workers
-
-
-@dataclass(frozen=True)
-class Paper10Settings:
-    """Where the datasets lie and how big the cheap tier is (the spec's `suite:` section)."""
-
-    roots: dict[str, str] = field(default_factory=dict)  # dataset name -> local root; absent = skipped
-    cheap_size: int = 500  # classification items per dataset in the cheap tier
-    cheap_retrieval_size: int = 200  # retrieval images per dataset in the cheap tier
-    seed: int = 0  # of the cheap subsets
-
-    def check(self) -> None:
-        """Raises `ValueError` for an unknown dataset, a root that does not hold it, or bad sizes."""
-        if not self.roots:
-            raise ValueError(f"suite.roots is empty; paper10 needs at least one of: {', '.join(DATASETS)}")
-        for name, root in self.roots.items():
-            check_root(name, root)
-        for name in ("cheap_size", "cheap_retrieval_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"suite.{name}={getattr(self, name)}; allowed: an integer >= 1")
-
-    def skipped(self) -> list[str]:
-        """The paper10 datasets that are not configured (reported, never silently dropped)."""
-        return [name for name in DATASETS if name not in self.roots]
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
@@ -75,7 +52,7 @@ class TierSet:
     indices: np.ndarray
 
 
-def load_paper10(settings: Paper10Settings, tier: str) -> dict[str, TierSet]:
+def load_paper10(settings: SuiteSettings, tier: str) -> dict[str, TierSet]:
     """Every configured dataset's test split restricted to `tier` (cheap or full).
 
     Raises:

@@ -1,13 +1,11 @@
 """One interface over the two benchmark suites, for whatever scores a model (train loop, finalists).
 
-`SuiteSettings` is plain data (it travels to Ray workers as a dict); `LoadedSuite` reads a tier
-once and then scores any number of models (every epoch of a trial) on it.
+`LoadedSuite` reads a tier of the suite that `SuiteSettings` names once, then scores any number
+of models (every epoch of a trial) on it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,47 +13,11 @@ import torch
 
 from ..data.tokenizer import load_tokenizer
 from .metrics import ItemScores
-from .paper10 import Paper10Settings, load_paper10, score_paper10
+from .paper10 import load_paper10, score_paper10
+from .settings import SuiteSettings
 from .synthetic10 import load_eval_set, score_synthetic10
 
-SUITES = ("synthetic10", "paper10")
 TIERS = ("cheap", "full")
-
-
-@dataclass(frozen=True)
-class SuiteSettings:
-    """Which suite, and where its data lies."""
-
-    name: str = "synthetic10"
-    heldout: str | None = None  # synthetic10: the corpus' held-out split
-    roots: dict[str, str] = field(default_factory=dict)  # paper10: dataset -> local root
-    cheap_size: int = 500  # paper10 cheap tier: classification items per dataset
-    cheap_retrieval_size: int = 200  # paper10 cheap tier: retrieval images per dataset
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SuiteSettings:
-        return cls(**data)
-
-    @property
-    def paper10(self) -> Paper10Settings:
-        return Paper10Settings(dict(self.roots), self.cheap_size, self.cheap_retrieval_size)
-
-    def check(self) -> None:
-        """Raises `ValueError` naming the field when the suite cannot be loaded as configured."""
-        if self.name not in SUITES:
-            raise ValueError(f"suite.name={self.name!r}; allowed: {', '.join(SUITES)}")
-        if self.name == "synthetic10" and self.heldout is None:
-            raise ValueError("data.heldout is missing; the synthetic10 suite scores trials on the held-out split")
-        if self.name == "paper10":
-            self.paper10.check()
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def skipped_note(self) -> str | None:
-        """The line a run prints about paper10 datasets left out (none configured for them)."""
-        skipped = self.paper10.skipped() if self.name == "paper10" else []
-        return f"paper10: skipped (no root configured): {', '.join(skipped)}" if skipped else None
 
 
 class LoadedSuite:
@@ -68,7 +30,7 @@ class LoadedSuite:
         if settings.name == "synthetic10":
             self.data: Any = load_eval_set(settings.heldout, tier, image_size)
         else:
-            self.data = load_paper10(settings.paper10, tier)
+            self.data = load_paper10(settings, tier)
 
     def score(
         self, model: torch.nn.Module, tokenizer_dir: str, max_length: int, device: torch.device | str = "cpu"

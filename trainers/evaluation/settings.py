@@ -1,0 +1,75 @@
+"""Which benchmark suite scores a model, and where its data lies: the spec's `suite:` section.
+
+One frozen `SuiteSettings` serves the spec, `clipsweep train`, the train loop (it travels to Ray
+workers as a plain dict) and the paper10 loader.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..typed import Section, build
+from .datasets import DATASETS, check_root
+
+
+@dataclass(frozen=True)
+class SuiteSettings(Section):
+    """The benchmark suite a trial is scored on each epoch (tier `cheap` is what ASHA sees)."""
+
+    section = "suite"
+    name: Literal["synthetic10", "paper10"] = "synthetic10"
+    tier: Literal["cheap", "full"] = "cheap"
+    roots: dict[str, str] = field(default_factory=dict)  # paper10: dataset name -> local root; absent = skipped
+    cheap_size: int = 500  # paper10 cheap tier: classification items per dataset (class-stratified)
+    cheap_retrieval_size: int = 200  # paper10 cheap tier: retrieval images per dataset
+    seed: int = 0  # paper10 cheap tier: which items the subsets draw
+    heldout: str | None = None  # synthetic10: the corpus' held-out split (set from `data:`, not in `suite:`)
+
+    def _validate(self) -> None:
+        for name in ("cheap_size", "cheap_retrieval_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"suite.{name}={getattr(self, name)}; allowed: an integer >= 1")
+
+    @classmethod
+    def from_section(cls, doc: Any, path: str = "suite") -> SuiteSettings:
+        """The settings a YAML `suite:` mapping (or None) names; `ValueError` names a bad field."""
+        if isinstance(doc, dict):
+            if "heldout" in doc:
+                raise ValueError(f"{path}.heldout is not a suite field; the held-out split is data.heldout")
+            allowed = sorted(f.name for f in dataclasses.fields(cls) if f.name != "heldout")
+            if unknown := sorted(set(map(str, doc)) - set(allowed)):
+                raise ValueError(f"unknown field {path}.{unknown[0]}; allowed: {', '.join(allowed)}")
+        return build(cls, {} if doc is None else doc, path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SuiteSettings:
+        """Back from `to_dict` (how the settings reach a Ray worker)."""
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def with_heldout(self, heldout: str | None) -> SuiteSettings:
+        """These settings scoring synthetic10 on `heldout` (known once the data is built)."""
+        return dataclasses.replace(self, heldout=heldout)
+
+    def check(self) -> None:
+        """Raises `ValueError` naming the field when the suite cannot be loaded as configured."""
+        if self.name == "synthetic10" and self.heldout is None:
+            raise ValueError("data.heldout is missing; the synthetic10 suite scores trials on the held-out split")
+        if self.name == "paper10":
+            if not self.roots:
+                raise ValueError(f"suite.roots is empty; paper10 needs at least one of: {', '.join(DATASETS)}")
+            for name, root in self.roots.items():
+                check_root(name, root)
+
+    def skipped(self) -> list[str]:
+        """The paper10 datasets that are not configured (reported, never silently dropped)."""
+        return [name for name in DATASETS if name not in self.roots] if self.name == "paper10" else []
+
+    def skipped_note(self) -> str | None:
+        """The line a run prints about paper10 datasets left out (none configured for them)."""
+        skipped = self.skipped()
+        return f"paper10: skipped (no root configured): {', '.join(skipped)}" if skipped else None
