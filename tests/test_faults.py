@@ -13,9 +13,11 @@ import time
 
 import pytest
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from clipsweep import SweepResult
 from clipsweep.orchestrator.api import sigterm_as_sigint
+from clipsweep.orchestrator.search import load_study
 from clipsweep.orchestrator.tracking import NODES_TAG, STATUS_TAG
 
 from sweep_processes import alive, descendants, start_clipsweep, sweep_runs, wait_for, write_space
@@ -54,11 +56,14 @@ def test_a_sweep_survives_a_dead_worker_a_dead_driver_and_ctrl_c(small_corpus, t
        no Ray process and no RUNNING run; a second `--resume` finishes the sweep.
 
     At the end each trial ran exactly once, each epoch was reported once (no trial started
-    again from scratch), and every MLflow run is closed.
+    again from scratch), and every MLflow run is closed. Trial 1 is two-stage (stage 1 is epoch
+    1): the study, restored with the driver twice, holds only its final-stage scores.
     """
     space = write_space(
         tmp_path, small_corpus, "it-lifecycle",
-        trial={"optim": {"epochs": 3, "batch_size": 64, "warmup_steps": 1, "lr": 2e-3}},
+        trial={"optim": {"epochs": 3, "batch_size": 64, "warmup_steps": 1, "lr": 2e-3},
+               "schedule": {"stage1_epochs": 1, "stage1_loss": "simclr"}},
+        search_space={"schedule": {"kind": {"type": "choice", "values": ["two_stage"]}}},
         search={"algorithm": "random", "num_samples": 2, "seed": 0, "max_concurrent": 1},
         scheduler={"name": "none"},  # no early stop before the last epoch: each trial reaches the point we stop it at
         failure_config={"max_failures": 1},
@@ -114,7 +119,13 @@ def test_a_sweep_survives_a_dead_worker_a_dead_driver_and_ctrl_c(small_corpus, t
         # training went on from the last checkpoint instead of starting again.
         assert _steps(client, run.info.run_id) == [1, 2, 3], name
         assert run.data.tags[NODES_TAG]
-    assert SweepResult.load(str(tmp_path / "results")).status() == "completed"
+    result = SweepResult.load(str(tmp_path / "results"))
+    assert result.status() == "completed"
+    scores = {m.step: m.value for m in client.get_metric_history(trial_1_run, "score")}
+    [studied] = load_study(result.path).trials  # the baseline (joint) lies outside the space
+    assert studied.state == TrialState.COMPLETE and studied.params == {"schedule.kind": "two_stage"}
+    assert studied.intermediate_values == pytest.approx({1: scores[2], 2: scores[3]})  # not stage 1's epoch 1
+    assert studied.value == pytest.approx(scores[3])
 
 
 def _completed(uri: str, experiment: str) -> list[str]:
