@@ -40,6 +40,7 @@ from .plots import save_plot, variant_labels
 from .preflight import check_sweep, check_tracking
 from .report import write_reports
 from .spec import SweepSpec
+from .stores import absolute_store
 from .tracking import (
     OVERRIDES_TAG, PARENT_TAG, REASON_TAG, REPLICATE_OF_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG, TRIAL_ID_TAG, MlflowTracker,
 )  # fmt: skip
@@ -116,7 +117,7 @@ class Sweep:
         # Paths absolute, and the data checked, before Ray: from there on nothing may depend on
         # the working directory (see `steady_cwd`).
         spec = dataclasses.replace(
-            self.spec, storage_path=absolute_path(self.spec.storage_path), tracking_uri=_absolute_sqlite(self.spec.tracking_uri)
+            self.spec, storage_path=absolute_path(self.spec.storage_path), tracking_uri=absolute_store(self.spec.tracking_uri)
         )
         data = check_sweep(spec)
         with steady_cwd():
@@ -287,7 +288,7 @@ class SweepResult:
         Raises:
             ValueError: no such run in that store, or a run that is not a sweep's parent.
         """
-        uri = _absolute_sqlite(tracking_uri)
+        uri = absolute_store(tracking_uri)
         try:
             run = MlflowClient(tracking_uri=uri).get_run(parent_run_id)
         except MlflowException:
@@ -424,11 +425,3 @@ def _write_record(result: SweepResult) -> None:
     fs.create_dir(root, recursive=True)
     with fs.open_output_stream(f"{root}/{RECORD_FILE}") as f:
         f.write(json.dumps(dataclasses.asdict(result), indent=1).encode())
-
-
-def _absolute_sqlite(uri: str) -> str:
-    """sqlite:///mlruns.db is relative to the working directory; the record must work from anywhere."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + os.path.abspath(uri[len(prefix) :])
-    return uri

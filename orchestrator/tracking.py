@@ -23,8 +23,9 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.experiment import Trial
 
-from .spec import SweepSpec
 from .search import FINAL_STAGE_SCORE, SCORE, overrides_of
+from .spec import SweepSpec
+from .stores import experiment_id
 from .tune import DRIVER_NODE, REPLICATE_KEY, TRAIN_NODES, end_status, trial_label
 
 STATUS_TAG = "clipsweep.status"  # completed | stopped_early | failed | killed
@@ -98,8 +99,7 @@ class MlflowTracker(tune.Callback):
             self._reattach()
 
     def _start_parent(self, experiment: str, resources: dict[str, Any]) -> str:
-        found = self.client.get_experiment_by_name(self.spec.name)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(self.spec.name)
+        self.experiment_id = experiment_id(self.client, self.spec.name, self.spec.tracking_uri)
         parent = self.client.create_run(
             self.experiment_id, run_name=experiment, tags={SWEEP_TAG: experiment, ROLE_TAG: "sweep", STATUS_TAG: "running"}
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,9 @@ def test_one_parent_with_one_child_per_trial(finished_sweep):
     assert replicate.tags[ROLE_TAG] == "replicate" and replicate.tags[REPLICATE_OF_TAG] == "trial-00-baseline"
     assert replicate.tags[SEED_TAG] == "1" and replicate.params["optim.seed"] == "1"
     assert children["trial-00-baseline"].data.tags[SEED_TAG] == "0"
+    beside = f"{uri.removeprefix('sqlite:///').rsplit('/', 1)[0]}/mlartifacts/"  # the store's folder, not the cwd's
+    for run in [parents[0], *children.values()]:
+        assert urlparse(run.info.artifact_uri).path.startswith(beside), run.info.artifact_uri
 
 
 def test_trials_end_as_asha_and_the_worker_decided(finished_sweep):
