@@ -19,7 +19,6 @@ import tempfile
 
 import numpy as np
 import pyarrow.parquet as pq
-import torch
 from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import adjusted_rand_score
@@ -27,7 +26,7 @@ from sklearn.metrics import adjusted_rand_score
 from clipsweep.orchestrator.trial import TrialData, run_trial
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.data.shards import resolve_shards
-from clipsweep.trainers.evaluation.finalist import CHECKPOINT_FILE
+from clipsweep.trainers.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
 LABELS = ("shape", "colour", "label")  # label: the (colour, shape) pair, 48 classes
 
@@ -36,9 +35,8 @@ def assignments_by_epoch(run_dir: str) -> dict[int, dict[str, int]]:
     """Each checkpointed epoch's image cluster per item id."""
     out = {}
     for name in sorted(os.listdir(run_dir)):
-        path = os.path.join(run_dir, name, CHECKPOINT_FILE)
-        if os.path.isfile(path):
-            state = torch.load(path, map_location="cpu", weights_only=False)
+        if os.path.isfile(os.path.join(run_dir, name, CHECKPOINT_FILE)):
+            state = load_checkpoint(os.path.join(run_dir, name))
             out[state["epoch"]] = {i: pair[0] for i, pair in state["assignments"].items()}
     return out
 

@@ -15,7 +15,6 @@ from typing import Any
 import pyarrow.parquet as pq
 import ray
 import ray.train
-import torch
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
@@ -25,7 +24,8 @@ from clipsweep.trainers.data.scenes import ATTRIBUTES
 from clipsweep.trainers.data.shards import DataFormatError, resolve_shards
 from clipsweep.trainers.data.synthetic import ensure_synthetic
 from clipsweep.trainers.evaluation.settings import SuiteSettings
-from clipsweep.trainers.train_loop import CHECKPOINT_FILE, LoopSettings, train_loop_per_worker
+from clipsweep.trainers.checkpoint import METRICS_FILE, load_metrics
+from clipsweep.trainers.train_loop import LoopSettings, train_loop_per_worker
 
 
 @dataclass(frozen=True)
@@ -275,12 +275,8 @@ def _data_config(in_memory: bool) -> DataConfig:
 
 def checkpoint_metrics(run_dir: str) -> list[dict[str, Any]]:
     """Metrics saved in each checkpoint of a run directory, by epoch (no Ray needed)."""
-    states = [
-        torch.load(os.path.join(run_dir, d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
-        for d in os.listdir(run_dir)
-        if os.path.isfile(os.path.join(run_dir, d, CHECKPOINT_FILE))
-    ]
-    return [s["metrics"] for s in sorted(states, key=lambda s: s["epoch"])]
+    found = [os.path.join(run_dir, d) for d in os.listdir(run_dir) if os.path.isfile(os.path.join(run_dir, d, METRICS_FILE))]
+    return sorted((load_metrics(d) for d in found), key=lambda m: m["epoch"])
 
 
 def epoch_history(result: ray.train.Result) -> list[dict[str, Any]]:

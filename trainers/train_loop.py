@@ -13,7 +13,6 @@ import dataclasses
 import itertools
 import logging
 import math
-import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from .data.epochs import InMemoryTrainingSet, StreamingTrainingShard, TrainingSo
 from .data.loading import Preprocess, to_torch
 from .data.shards import resolve_shards
 from .data.tokenizer import load_tokenizer
-from .evaluation.finalist import CHECKPOINT_FILE
+from .checkpoint import load_checkpoint, load_metrics, save_checkpoint
 from .evaluation.metrics import top_k_scores
 from .evaluation.settings import SuiteSettings
 from .evaluation.suite import LoadedSuite, flatten
@@ -343,10 +342,9 @@ class Trial:
 
     # ---- checkpoints ---------------------------------------------------------------------
 
-    def state(self, epoch: int, stage_index: int, optimizer, scheduler, metrics: dict[str, Any]) -> dict[str, Any]:
+    def state(self, epoch: int, stage_index: int, optimizer, scheduler) -> dict[str, Any]:
         return {
             "epoch": epoch,
-            "metrics": metrics,  # a checkpoint says what it scored
             "stage": stage_index,
             "model": self.model.state_dict(),
             "objective": self.objective.state_dict(),
@@ -378,18 +376,19 @@ class Trial:
             ray.train.report(metrics)
             return
         with tempfile.TemporaryDirectory() as directory:
-            torch.save(state, os.path.join(directory, CHECKPOINT_FILE))
+            save_checkpoint(directory, state, metrics)  # a checkpoint says what it scored
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
 
 
-def _restore(settings: LoopSettings) -> dict[str, Any] | None:
+def _restore(settings: LoopSettings) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The state and metrics of the checkpoint to continue from (Ray Train's, or `resume_from`)."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None and settings.resume_from:
         checkpoint = ray.train.Checkpoint(settings.resume_from)
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as directory:
-        return torch.load(os.path.join(directory, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+        return load_checkpoint(directory), load_metrics(directory)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -400,7 +399,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     settings = LoopSettings.from_dict(config)
     trial = Trial(settings)
     cfg = trial.cfg
-    saved = _restore(settings)
+    restored = _restore(settings)
+    saved, saved_metrics = restored if restored is not None else (None, {})
     start_epoch = 0
     if saved is not None:
         trial.model.load_state_dict(saved["model"])
@@ -438,10 +438,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if trial.suite is not None:
                 results, _ = trial.suite.score(trial.model, settings.tokenizer_dir, cfg.model.max_length, trial.device)
                 metrics.update(flatten(results))
-            trial.report(metrics, trial.state(epoch + 1, stage_index, optimizer, scheduler, metrics))
+            trial.report(metrics, trial.state(epoch + 1, stage_index, optimizer, scheduler))
         epoch = stage_end
     if saved is not None and start_epoch >= epoch:
         # Restored from the last epoch's checkpoint (the driver died or was stopped after the
         # checkpoint but perhaps before its report arrived): report it again so the run ends
         # with its final metrics; the driver's tracker ignores an epoch it already has.
-        trial.report(saved["metrics"], saved)
+        trial.report(saved_metrics, saved)

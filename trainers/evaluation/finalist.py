@@ -6,30 +6,25 @@ trial's config, the model weights and the suite's data paths, all plain values.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 
+from ..checkpoint import load_checkpoint
 from ..config import TrialConfig
 from ..models.dual_encoder import DualEncoder
 from .metrics import ItemScores
 from .settings import SuiteSettings
 from .suite import LoadedSuite
 
-CHECKPOINT_FILE = "trial.pt"  # what the train loop writes into each checkpoint directory
-
-
 def load_weights(directory: str) -> dict[str, torch.Tensor]:
     """The model's state dict from a train-loop checkpoint directory (no optimizer state).
 
     Raises:
         FileNotFoundError: the directory holds no train-loop checkpoint.
+        UnsafeCheckpointError: the checkpoint needs pickle to load.
     """
-    path = os.path.join(directory, CHECKPOINT_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{directory}: no {CHECKPOINT_FILE} (not a clipsweep trial checkpoint)")
-    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+    return load_checkpoint(directory)["model"]
 
 
 def evaluate_weights(
