@@ -120,6 +120,9 @@ class Sweep:
             self.spec, storage_path=absolute_path(self.spec.storage_path), tracking_uri=absolute_store(self.spec.tracking_uri)
         )
         data = check_sweep(spec)
+        # Tune's new console output prints its own experiment box and a TensorBoard hint even at
+        # verbose=0; progress is the caller's (the CLI's live table). Ray reads this at `fit`.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         with steady_cwd():
             return self._run_checked(spec, data, callbacks or [], quiet, console)
 

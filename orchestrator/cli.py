@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 import ray.train
 from rich.console import Console
@@ -17,6 +18,8 @@ from clipsweep.trainers.data.shards import DataFormatError
 from .data_cli import add_data_commands
 from .sweep_cli import add_sweep_commands
 from .train_cli import add_train_command, train_command
+
+_LOG_WIDTH = 1000  # columns of a console that is not a terminal: wider than any table we print
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +45,14 @@ def _demo(args: argparse.Namespace, console: Console) -> None:
     train_command(train_args, console)
 
 
+def _console(stream: TextIO) -> Console:
+    """Rich output on `stream`: the terminal's width, or, in a log (`ray job submit`, `| tee`,
+    CI), lines as wide as they need, since rich would cut tables at 80 columns ("mean ra…")."""
+    if stream.isatty() or "COLUMNS" in os.environ:
+        return Console(file=stream)
+    return Console(file=stream, width=_LOG_WIDTH)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `clipsweep` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -49,20 +60,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # MLflow logs its store migrations at INFO with its own handler; the console is ours.
     logging.getLogger("mlflow").setLevel(logging.INFO if args.verbose else logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per download otherwise
-    console = Console()
+    console = _console(sys.stdout)
     try:
         args.func(args, console)
     except (DataFormatError, ValueError, FileNotFoundError) as e:
         if args.verbose:
-            Console(stderr=True).print_exception()
+            _console(sys.stderr).print_exception()
         # soft_wrap: a path in the message must stay on one line, copyable.
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(e))}", soft_wrap=True)
+        _console(sys.stderr).print(f"[bold red]error:[/bold red] {escape(str(e))}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:  # the sweep's open MLflow runs were closed as KILLED on the way out
-        Console(stderr=True).print("[bold red]interrupted[/bold red]: open MLflow runs were closed as KILLED")
+        _console(sys.stderr).print("[bold red]interrupted[/bold red]: open MLflow runs were closed as KILLED")
         return 130
     except ray.train.TrainingFailedError as e:  # a worker raised: Ray's summary names rank and traceback
-        Console(stderr=True).print(f"[bold red]trial failed:[/bold red] {escape(str(e))}", soft_wrap=True)
+        _console(sys.stderr).print(f"[bold red]trial failed:[/bold red] {escape(str(e))}", soft_wrap=True)
         return 1
     return 0
 

@@ -100,9 +100,6 @@ def run_command(args: argparse.Namespace, console: Console) -> None:
     if note := spec.suite.skipped_note():
         console.print(note)
     progress = SweepProgress(spec, console)
-    # Tune's new console output prints its own experiment box even at verbose=0; the live
-    # table is this command's progress. (Ray reads this variable when the sweep starts.)
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     try:
         result = sweep.run(callbacks=[progress], console=console)
     finally:

@@ -321,6 +321,11 @@ def start_ray(plan: ResourcePlan, quiet: bool = True) -> None:
     # Workers' logs (Ray Data plans, checkpoint paths) would bury the live table; failures
     # reach the table and MLflow through the trial's error instead.
     kwargs: dict[str, Any] = {"configure_logging": False, "log_to_driver": not quiet}
+    if quiet:
+        # The raylet's warnings ("20 PYTHON worker processes have been started...") reach the
+        # driver through a channel that `log_to_driver` does not close, and Ray offers no switch
+        # for them (ray-project/ray#63800); they stay in Ray's logs (session_latest/logs/).
+        ray._private.worker._worker_logs_enabled = False
     if os.environ.get("RAY_ADDRESS"):
         ray.init(**kwargs)
     else:
