@@ -26,6 +26,7 @@ import optuna
 import pandas as pd
 import pyarrow.fs
 import ray
+from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray import tune
@@ -38,11 +39,12 @@ from .finalists import choose_finalists, evaluate_finalists, replicate_configs, 
 from .leaderboard import ARTIFACT_DIR, Leaderboard, Scores, load_scores, log_to_runs, rank_scores, save_scores
 from .plots import save_plot, variant_labels
 from .preflight import check_sweep, check_tracking
-from .report import write_reports
+from .report import summary, write_reports
 from .spec import SweepSpec
 from .stores import absolute_store
 from .tracking import (
-    OVERRIDES_TAG, PARENT_TAG, REASON_TAG, REPLICATE_OF_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG, TRIAL_ID_TAG, MlflowTracker,
+    NOTE_TAG, OVERRIDES_TAG, PARENT_TAG, REASON_TAG, REPLICATE_OF_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG, TRIAL_ID_TAG,
+    MlflowTracker,
 )  # fmt: skip
 from .trial import TrialData, absolute_path
 from .importance import param_importances, write_importance
@@ -303,6 +305,10 @@ class SweepResult:
     def _client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri)
 
+    def experiment_id(self) -> str:
+        """The id of the sweep's MLflow experiment (the runs table of its parent and children)."""
+        return self._client().get_run(self.mlflow_parent_run_id).info.experiment_id
+
     def status(self) -> str:
         """How the sweep ended: `completed`, or `killed` (Ctrl-C, SIGTERM, a crash of Tune)."""
         return self._client().get_run(self.mlflow_parent_run_id).data.tags.get(STATUS_TAG, "unknown")
@@ -396,6 +402,11 @@ class SweepResult:
                 fs.create_dir(f"{root}/{ARTIFACT_DIR}", recursive=True)
                 pyarrow.fs.copy_files(directory, f"{root}/{ARTIFACT_DIR}", destination_filesystem=fs)
         log_to_runs(client, board, scores)
+        best = _best_trial(self.trials())
+        page = f"{self.path}/{ARTIFACT_DIR}/leaderboard.html" if self.path else f"parent run artifacts {ARTIFACT_DIR}/leaderboard.html"
+        said = summary(board, *((best["name"], best["score"]) if best is not None else (None, None)), page)
+        tags = {f"clipsweep.{key}": said[key] for key in ("winner", "winner_aggregate", "best_trial", "leaderboard")}
+        client.log_batch(self.mlflow_parent_run_id, tags=[RunTag(k, v) for k, v in {**tags, NOTE_TAG: said["text"]}.items()])
         return board
 
     def study(self) -> optuna.Study | None:
@@ -409,13 +420,20 @@ class SweepResult:
 
     def best_config(self) -> TrialConfig:
         """The config of the best-scoring search trial that trained all its epochs (else of any)."""
-        frame = self.trials()
-        scored = frame[frame["score"].notna() & (frame["role"] != "replicate")]
-        if scored.empty:
+        best = _best_trial(self.trials())
+        if best is None:
             raise ValueError(f"sweep {self.experiment}: no trial reported a score")
-        finished = scored[scored["status"] == "completed"]
-        best = (finished if len(finished) else scored).sort_values("score", ascending=False).iloc[0]
         return self.spec().config_for(best["overrides"])
+
+
+def _best_trial(frame: pd.DataFrame) -> pd.Series | None:
+    """The row of the best-scoring trial (not a replicate) that trained all its epochs, else of
+    any that scored; None when none did."""
+    scored = frame[frame["score"].notna() & (frame["role"] != "replicate")] if len(frame) else frame
+    if scored.empty:
+        return None
+    finished = scored[scored["status"] == "completed"]
+    return (finished if len(finished) else scored).sort_values("score", ascending=False).iloc[0]
 
 
 def _filesystem(path: str) -> tuple[pyarrow.fs.FileSystem, str]:

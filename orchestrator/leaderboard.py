@@ -34,7 +34,7 @@ from .finalists import Finalist, Selection
 from .progress import describe_overrides
 from .ranking import Ranking, rank_variants
 from .spec import LeaderboardSettings
-from .tracking import metric_key
+from .tracking import metric_key, rounded
 
 ARTIFACT_DIR = "leaderboard"
 SCORES_FILE, FINALISTS_FILE = "scores.npz", "finalists.json"
@@ -175,5 +175,5 @@ def log_to_runs(client: MlflowClient, board: Leaderboard, scores: Scores) -> Non
             "leaderboard/rank": row["rank"],
         }
         now = int(time.time() * 1000)
-        metrics = [Metric(metric_key(k), float(v), now, 0) for k, v in values.items() if np.isfinite(v)]
+        metrics = [Metric(metric_key(k), rounded(k, float(v)), now, 0) for k, v in values.items() if np.isfinite(v)]
         client.log_batch(run.run_id, metrics=metrics)

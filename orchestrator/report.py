@@ -106,15 +106,46 @@ def console_table(board: Leaderboard) -> Table:
     return table
 
 
-def markdown(board: Leaderboard) -> str:
+def markdown(board: Leaderboard, pictures: dict[str, str]) -> str:
+    """The table, the notes and the two PNGs ({file name: path}) embedded."""
     header, rows = display_table(board)
     lines = [f"# Leaderboard (reference: {board.ranking.reference})", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     lines += ["", "Cells: metric, mean over seeds (difference to the reference in points; ▲/▼ significant)."]
     lines += [f"- {note}" for note in board.notes]
-    lines += ["", f"![heatmap]({HEATMAP})", "", f"![forest plot]({FOREST})", ""]
+    lines += ["", f"![heatmap]({_data_uri(pictures[HEATMAP])})", "", f"![forest plot]({_data_uri(pictures[FOREST])})", ""]
     return "\n".join(lines)
+
+
+def _data_uri(path: str) -> str:
+    """A PNG inlined, so a page shows it wherever it is read (MLflow's preview resolves no paths)."""
+    with open(path, "rb") as f:
+        return f"data:image/png;base64,{base64.b64encode(f.read()).decode()}"
+
+
+def summary(board: Leaderboard, best_trial: str | None, best_score: float | None, page: str) -> dict[str, str]:
+    """Who won, in the few lines a sweep's parent MLflow run shows: by key, `winner`,
+    `winner_aggregate` (mean primary over seeds, and its difference to the reference with its
+    interval), `best_trial` (by cheap-tier search score), `leaderboard` (the page's path), and
+    `text` (all of it as Markdown, for the run's description)."""
+    frame = board.frame()
+    top = frame.iloc[0]
+    reference = board.ranking.reference
+    if top["reference"] or not top["aggregate_sig"] > 0:
+        verdict = f"no variant beats {reference} significantly (Holm α={board.settings.alpha:g})"
+    else:
+        verdict = f"beats {reference} significantly (Holm α={board.settings.alpha:g})"
+    aggregate = f"{_mean(top)}; Δ pts vs {reference}: {_aggregate(top)}"
+    best = f"{best_trial} (cheap-tier score {best_score:.3f})" if best_trial and best_score is not None else "none"
+    knobs = top["knobs"] or "baseline"
+    text = "\n".join([
+        f"**Winner: {top['variant']}** ({knobs}): {verdict}.",
+        f"- aggregate (mean primary, full tier, {_seeds(top)} seed(s)): {aggregate}",
+        f"- best trial by search score: {best}",
+        f"- leaderboard: `{page}` (also the parent run's artifacts `leaderboard/`)",
+    ])  # fmt: skip
+    return {"winner": str(top["variant"]), "winner_aggregate": aggregate, "best_trial": best, "leaderboard": page, "text": text}
 
 
 def html_page(board: Leaderboard, pictures: dict[str, str]) -> str:
@@ -122,11 +153,7 @@ def html_page(board: Leaderboard, pictures: dict[str, str]) -> str:
     header, rows = display_table(board)
     cells = lambda tag, values: "".join(f"<{tag}>{html.escape(v)}</{tag}>" for v in values)  # noqa: E731
     body = "\n".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
-    images = []
-    for title, path in pictures.items():
-        with open(path, "rb") as f:
-            data = base64.b64encode(f.read()).decode()
-        images.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
+    images = [f"<h2>{html.escape(t)}</h2><img alt='{html.escape(t)}' src='{_data_uri(path)}'>" for t, path in pictures.items()]
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in board.notes)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>clipsweep leaderboard</title>
@@ -163,7 +190,7 @@ def write_reports(board: Leaderboard, folder: str, more_pictures: dict[str, str]
     paths = {name: os.path.join(folder, f"leaderboard.{name}") for name in ("csv", "md", "html")}
     board.frame().to_csv(paths["csv"], index=False)
     with open(paths["md"], "w") as f:
-        f.write(markdown(board))
+        f.write(markdown(board, {HEATMAP: heatmap, FOREST: forest}))
     with open(paths["html"], "w") as f:
         pictures = {"Difference to the reference per benchmark": heatmap, "Aggregate difference with intervals and each seed": forest}
         f.write(html_page(board, {**pictures, **(more_pictures or {})}))

@@ -111,11 +111,21 @@ def run_command(args: argparse.Namespace, console: Console) -> None:
         except ValueError as e:  # every trial failed: the table above says why
             console.print(f"[bold red]no leaderboard:[/bold red] {e}")
     console.print(f"MLflow parent run {result.mlflow_parent_run_id}; open the records with:")
-    console.print(f"  mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
+    if result.tracking_uri.startswith(("http://", "https://")):
+        console.print(f"  {runs_view(result.tracking_uri, result.experiment_id())}", soft_wrap=True)
+    else:
+        console.print(f"  mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
+        console.print(f"  then {runs_view('http://127.0.0.1:5000', result.experiment_id())}", soft_wrap=True)
     console.print(f"reopen in Python: SweepResult.load({result.path!r})", soft_wrap=True)
     if result.status() == "killed":
         console.print(f"continue it with: clipsweep run --resume {result.path}", soft_wrap=True)
         raise KeyboardInterrupt  # the CLI's exit status says the sweep did not finish
+
+
+def runs_view(server: str, experiment_id: str) -> str:
+    """The URL of an experiment's runs table: MLflow 3's UI opens in its GenAI mode (traces)
+    unless the URL asks for the "Model training" view."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
 def leaderboard_command(args: argparse.Namespace, console: Console) -> None:

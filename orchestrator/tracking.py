@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.experiment import Trial
 
-from .search import FINAL_STAGE_SCORE, SCORE, overrides_of
+from .search import FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, SCORE, overrides_of
 from .spec import SweepSpec
 from .stores import experiment_id
 from .tune import DRIVER_NODE, REPLICATE_KEY, TRAIN_NODES, end_status, trial_label
@@ -39,6 +39,7 @@ NODES_TAG = "clipsweep.train_nodes"  # Ray node ids the trial's Train workers ra
 DRIVER_NODE_TAG = "clipsweep.driver_node"  # Ray node id of the trial's driver
 BEST_CHECKPOINT_TAG = "clipsweep.best_checkpoint"  # storage path of the best-scoring epoch's checkpoint
 SEED_TAG = "clipsweep.seed"  # the run's optim.seed
+NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
 REPLICATE_OF_TAG = "clipsweep.replicate_of"  # on a seed replicate: the finalist (child run name) it repeats
 
 # Keys Tune adds to every result: bookkeeping, not metrics of the trial.
@@ -46,7 +47,11 @@ _TUNE_KEYS = {
     "training_iteration", "time_total_s", "time_this_iter_s", "timestamp", "time_since_restore",
     "iterations_since_restore", "pid", "done", "epoch",
 }  # fmt: skip
+# ...and the scheduler's copies of `score` (in the final stage) and of the epoch, which the
+# runs table would show twice; `clipsweep.final_score` tags the value ASHA and Optuna saw last.
+_NOT_METRICS = _TUNE_KEYS | {FINAL_STAGE_SCORE, FINAL_STAGE_EPOCH}
 _MAX_PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
+_DETAIL_DIGITS = 4  # per-benchmark metrics: more digits are test-set noise, and crowd the runs table
 
 
 def failure_reason(error_text: str) -> str:
@@ -59,6 +64,11 @@ def failure_reason(error_text: str) -> str:
 def metric_key(key: str) -> str:
     """A result key as an MLflow metric name, which allows no `@`: `i2t_R@1` -> `i2t_R_at_1`."""
     return re.sub(r"[^\w\-. :/]", "_", key.replace("@", "_at_"))
+
+
+def rounded(key: str, value: float) -> float:
+    """Per-benchmark details (`bench/...`, `full/...`) to 4 digits; other metrics as they are."""
+    return round(value, _DETAIL_DIGITS) if key.startswith(("bench/", "full/")) else value
 
 
 def error_text(trial: Trial) -> str:
@@ -178,7 +188,8 @@ class MlflowTracker(tune.Callback):
         self.children[trial.trial_id] = run_id
         self.open.add(trial.trial_id)
         self.planned[trial.trial_id] = cfg.optim.epochs
-        self._log_params(run_id, cfg.flat())
+        device = "cuda" if self.spec.resources.gpus_per_worker > 0 else "cpu"
+        self._log_params(run_id, {**cfg.flat(), "optim.precision": cfg.optim.precision_on(device)})  # as trained
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         run_id = self.children.get(trial.trial_id)
@@ -189,9 +200,9 @@ class MlflowTracker(tune.Callback):
             return
         self.logged[trial.trial_id] = step
         metrics = [
-            Metric(metric_key(key), float(value), now, step)
+            Metric(metric_key(key), rounded(key, float(value)), now, step)
             for key, value in result.items()
-            if key not in _TUNE_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)
+            if key not in _NOT_METRICS and isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value)
         ]  # fmt: skip
         tags = []

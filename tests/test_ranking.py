@@ -10,7 +10,7 @@ import pytest
 from clipsweep.orchestrator.finalists import Finalist, Selection, choose_finalists, replicate_configs, with_replicates
 from clipsweep.orchestrator.leaderboard import Leaderboard, rank_scores
 from clipsweep.orchestrator.ranking import BootstrapSettings, holm, rank_variants, resample_counts, resampled_metrics
-from clipsweep.orchestrator.report import console_table, markdown, write_reports
+from clipsweep.orchestrator.report import console_table, summary, write_reports
 from clipsweep.orchestrator.spec import LeaderboardSettings, SweepSpec
 from clipsweep.trainers.evaluation.metrics import ItemScores, mean_per_class_recall, retrieval
 
@@ -170,8 +170,13 @@ def test_reports_show_every_variant_with_marks_and_pictures(tmp_path):
     assert [p.rsplit("/", 1)[1] for p in paths] == [
         "leaderboard.csv", "leaderboard.md", "leaderboard.html", "leaderboard_heatmap.png", "leaderboard_forest.png"
     ]  # fmt: skip
-    text = markdown(board)
+    text = (tmp_path / "leaderboard.md").read_text()
     assert "▲" in text and "missing" in text and "Holm" in text and "trial-05-search" in text
+    assert text.count("](data:image/png;base64,") == 2  # embedded: MLflow's preview resolves no relative paths
+    said = summary(board, "trial-05-search", 0.61, "/runs/sweep/leaderboard/leaderboard.html")
+    assert said["winner"] == "trial-05-search" and "beats trial-00-baseline significantly" in said["text"]
+    assert said["best_trial"] == "trial-05-search (cheap-tier score 0.610)"
+    assert "`/runs/sweep/leaderboard/leaderboard.html`" in said["text"] and "[+" in said["winner_aggregate"]
     page = (tmp_path / "leaderboard.html").read_text()
     assert page.count("data:image/png;base64,") == 2 and "trial-00-baseline (reference)" in page
     csv = pd.read_csv(tmp_path / "leaderboard.csv")

@@ -115,7 +115,7 @@ def test_the_study_learns_what_asha_and_the_worker_decided(finished_sweep):
     by_lr = {t.params["optim.lr"]: t for t in study.trials}
     assert sorted(by_lr) == [1e-9, 2e-3, 1e30]
     assert by_lr[2e-3].state == TrialState.COMPLETE
-    assert by_lr[2e-3].value == pytest.approx(children["trial-00-baseline"].data.metrics["final_stage_score"], abs=1e-6)
+    assert by_lr[2e-3].value == pytest.approx(children["trial-00-baseline"].data.metrics["score"], abs=1e-6)
     assert sorted(by_lr[2e-3].intermediate_values) == [1, 2]
     assert by_lr[1e-9].state == TrialState.PRUNED and sorted(by_lr[1e-9].intermediate_values) == [1]
     assert by_lr[1e30].state == TrialState.FAIL
@@ -132,6 +132,10 @@ def test_every_epoch_is_a_metric_step_with_benchmarks(finished_sweep):
         assert sorted(m.step for m in history) == list(range(1, epochs + 1)), name
         for key in ("bench/mean_primary", "bench/colour/primary", "bench/retrieval_long/i2t_R_at_1", "score"):
             assert 0.0 <= run.data.metrics[key] <= 1.0, (name, key)
+        details = {k: v for k, v in run.data.metrics.items() if k.startswith(("bench/", "full/"))}
+        assert details and all(v == round(v, 4) for v in details.values()), name  # 4 digits, not 16
+        assert "final_stage_score" not in run.data.metrics and "final_stage_epoch" not in run.data.metrics  # score once
+        assert run.data.params["optim.precision"] == "fp32"  # what a CPU trial trains in, not the bf16 it asked for
         assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["checkpoint"]  # the best epoch's
 
 
@@ -179,6 +183,12 @@ def test_the_sweep_ends_with_a_leaderboard_in_mlflow_and_on_disk(finished_sweep)
         assert metrics["leaderboard/seeds"] == 2 and metrics["leaderboard/aggregate_diff_pts"] == 0
         assert 0.0 <= metrics["full/mean_primary"] <= 1.0
     assert result.trials().set_index("name").loc["trial-00-baseline-seed1", "replicate_of"] == "trial-00-baseline"
+    parent = client.get_run(result.mlflow_parent_run_id).data.tags  # who won, on the page MLflow opens
+    winner = frame.iloc[0]["variant"]
+    assert parent["clipsweep.winner"] == winner and parent["mlflow.note.content"].startswith(f"**Winner: {winner}**")
+    assert parent["clipsweep.best_trial"].startswith("trial-00-baseline (cheap-tier score ")  # the one completed trial
+    assert parent["clipsweep.leaderboard"] == f"{result.path}/leaderboard/leaderboard.html"
+    assert "±" in parent["clipsweep.winner_aggregate"]
 
 
 def test_leaderboard_command_rebuilds_from_the_parent_run(finished_sweep, tmp_path, monkeypatch, capsys):

@@ -203,6 +203,10 @@ class OptimConfig(Section):
         check_range("optim.warmup_steps", self.warmup_steps, 0)
         check_range("optim.grad_clip", self.grad_clip, 0.0)
 
+    def precision_on(self, device_type: str) -> str:
+        """The precision a trial trains in on `device_type` (autocast pays only on CUDA)."""
+        return self.precision if device_type == "cuda" else "fp32"
+
 
 @dataclass(frozen=True)
 class TrialConfig:

@@ -121,7 +121,7 @@ class Trial:
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
         # Mixed precision only where it pays (CUDA); fp16 needs loss scaling, bf16 does not.
-        precision = self.cfg.optim.precision if self.device.type == "cuda" else "fp32"
+        precision = self.cfg.optim.precision_on(self.device.type)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.autocast = torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
