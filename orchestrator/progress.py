@@ -49,7 +49,8 @@ class SweepProgress(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         overrides = overrides_of(trial.config)
         self.rows[trial.trial_id] = {
-            "name": trial_label(trial), "what": describe_overrides(overrides), "epoch": 0,
+            "name": trial_label(trial), "epoch": 0,
+            "what": describe_overrides(overrides, width=60 if self.live is not None else 1000),  # a log line: all of it
             "score": math.nan, "status": "running", "planned": self.spec.config_for(overrides).optim.epochs,
         }  # fmt: skip
         self._show(trial.trial_id)
