@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import signal
 import tempfile
@@ -125,6 +126,10 @@ class Sweep:
         # Tune's new console output prints its own experiment box and a TensorBoard hint even at
         # verbose=0; progress is the caller's (the CLI's live table). Ray reads this at `fit`.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        if quiet:
+            for name in _SLOW_WARNERS:
+                if not any(isinstance(f, _NoSlowWarnings) for f in logging.getLogger(name).filters):
+                    logging.getLogger(name).addFilter(_NoSlowWarnings())
         with steady_cwd():
             return self._run_checked(spec, data, callbacks or [], quiet, console)
 
@@ -167,6 +172,17 @@ class Sweep:
             except ValueError as e:  # nothing to rank (every trial failed): the trials stay recorded
                 tracker.client.set_tag(tracker.parent_id, LEADERBOARD_TAG, f"not built: {e}"[:500])
         return result
+
+
+_SLOW_WARNERS = ("ray.tune.utils.util", "ray.tune.execution.tune_controller")
+
+
+class _NoSlowWarnings(logging.Filter):
+    """Drops Tune's "... took 0.6 s, which may be a performance bottleneck" warnings: they time
+    this sweep's own callbacks (the MLflow writes of each epoch, once per epoch), not the trials."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "may be a performance bottleneck" not in record.getMessage()
 
 
 @contextlib.contextmanager
