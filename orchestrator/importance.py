@@ -61,7 +61,8 @@ def plot_importances(importances: pd.Series, path: str) -> str:
         ax.set_xlim(0, min(1.0, ordered.max() * 1.25))
         ax.set_xlabel("share of the final-stage score's variance (fANOVA)")
     ax.set_title("Which knobs mattered", loc="left")
-    fig.text(0.01, 0.01, importances.attrs.get("note", ""), fontsize=7, color="#57606a")
+    if not importances.empty:  # the note says how they were computed; without bars it is the message itself
+        fig.text(0.01, 0.01, importances.attrs.get("note", ""), fontsize=7, color="#57606a")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)

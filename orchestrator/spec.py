@@ -11,7 +11,7 @@ the resources of one trial, and where checkpoints and MLflow records go:
       objective:
         logit_transform: {type: choice, values: [identity, sine, sigmoid]}
         temperature: {type: loguniform, low: 0.02, high: 0.1}
-        omega: {type: uniform, low: 0.5, high: 1.5707963, when: {objective.logit_transform: [sine]}}
+        omega: {type: uniform, low: 0.5, high: 1.5707963267948966, when: {objective.logit_transform: [sine]}}
     search: {algorithm: tpe, num_samples: 8, seed: 0, max_concurrent: 2}
     scheduler: {name: asha, grace_period: 1, reduction_factor: 2}
     resources: {workers_per_trial: 1, cpus_per_worker: 1}

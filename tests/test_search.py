@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import optuna
 import pytest
@@ -77,6 +78,14 @@ def test_a_point_is_in_the_space_only_if_every_field_it_sets_is_drawn_there():
     assert drawn_params(spec, {"schedule.kind": "two_stage"}) == {"schedule.kind": "two_stage", "objective.temperature": 0.07}
     assert drawn_params(spec, {"optim.lr": 1e-9}) is None  # not searched
     assert drawn_params(spec, {"objective.temperature": 0.2}) is None  # off the range
+
+
+def test_the_demos_baseline_and_sine_point_lie_inside_its_space():
+    """omega's default is pi/2 exactly; a space whose bound is 1.5707963 (2.7e-8 below it) left
+    the sine point out of the study."""
+    spec = SweepSpec.from_yaml(str(Path(__file__).parents[1] / "search_spaces" / "default.yaml"))
+    assert drawn_params(spec, {}) is not None
+    assert drawn_params(spec, {"objective.logit_transform": "sine"})["objective.omega"] == math.pi / 2
 
 
 @pytest.mark.parametrize("algorithm", ["random", "grid"])

@@ -78,7 +78,7 @@ class ObjectiveConfig(Section):
             raise ValueError(f"objective.temperature={self.temperature}; allowed: >= 0.01 (logit scale is capped at 100)")
         if not 0 < self.omega <= math.pi / 2:
             raise ValueError(
-                f"objective.omega={self.omega!r}; allowed: 0 < omega <= pi/2 = 1.5707963: sin(omega s) is monotone "
+                f"objective.omega={self.omega!r}; allowed: 0 < omega <= pi/2 = 1.5707963267948966: sin(omega s) is monotone "
                 "on [-1, 1] only up to pi/2"
             )
         check_range("objective.k", self.k, 0.0, strict_low=True)
