@@ -159,5 +159,5 @@ def ranked_table(result: SweepResult) -> Table:
     for rank, row in enumerate(frame.itertuples(), start=1):
         score = "" if row.score is None or math.isnan(row.score) else f"{row.score:.3f}"
         status = row.status if row.status != "failed" else f"failed: {row.failure_reason}"
-        table.add_row(str(rank), row.name, describe_overrides(row.overrides), status, str(row.epochs), score)
+        table.add_row(str(rank), row.name, describe_overrides(row.overrides, width=1000), status, str(row.epochs), score)
     return table
