@@ -132,10 +132,11 @@ def summary(board: Leaderboard, best_trial: str | None, best_score: float | None
     frame = board.frame()
     top = frame.iloc[0]
     reference = board.ranking.reference
+    alpha = board.settings.alpha  # the aggregate's own test (Holm corrects the per-benchmark ones)
     if top["reference"] or not top["aggregate_sig"] > 0:
-        verdict = f"no variant beats {reference} significantly (Holm α={board.settings.alpha:g})"
+        verdict = f"no variant's aggregate beats {reference} significantly (p < {alpha:g})"
     else:
-        verdict = f"beats {reference} significantly (Holm α={board.settings.alpha:g})"
+        verdict = f"its aggregate beats {reference} significantly (p < {alpha:g})"
     aggregate = f"{_mean(top)}; Δ pts vs {reference}: {_aggregate(top)}"
     best = f"{best_trial} (cheap-tier score {best_score:.3f})" if best_trial and best_score is not None else "none"
     knobs = top["knobs"] or "baseline"

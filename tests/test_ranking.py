@@ -174,7 +174,7 @@ def test_reports_show_every_variant_with_marks_and_pictures(tmp_path):
     assert "▲" in text and "missing" in text and "Holm" in text and "trial-05-search" in text
     assert text.count("](data:image/png;base64,") == 2  # embedded: MLflow's preview resolves no relative paths
     said = summary(board, "trial-05-search", 0.61, "/runs/sweep/leaderboard/leaderboard.html")
-    assert said["winner"] == "trial-05-search" and "beats trial-00-baseline significantly" in said["text"]
+    assert said["winner"] == "trial-05-search" and "its aggregate beats trial-00-baseline significantly (p < 0.05)" in said["text"]
     assert said["best_trial"] == "trial-05-search (cheap-tier score 0.610)"
     assert "`/runs/sweep/leaderboard/leaderboard.html`" in said["text"] and "[+" in said["winner_aggregate"]
     page = (tmp_path / "leaderboard.html").read_text()
