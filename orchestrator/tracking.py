@@ -228,6 +228,11 @@ class MlflowTracker(tune.Callback):
         tags = [RunTag(STATUS_TAG, status), RunTag("clipsweep.epochs_run", str(epochs))]
         if FINAL_STAGE_SCORE in (trial.last_result or {}):
             tags.append(RunTag("clipsweep.final_score", f"{trial.last_result[FINAL_STAGE_SCORE]:.6f}"))
+        planned = self.planned[trial.trial_id]
+        note = (f"completed: {epochs}/{planned} epochs" if status == "completed" else
+                f"**stopped early** by the scheduler after epoch {epochs} of {planned}: its score is not "
+                f"comparable with those of trials that trained all their epochs")  # fmt: skip
+        tags.append(RunTag(NOTE_TAG, note))
         self.client.log_batch(run_id, tags=tags)
         self._log_best_checkpoint(trial.trial_id, run_id)
         self.client.set_terminated(run_id, "FINISHED")
@@ -238,7 +243,9 @@ class MlflowTracker(tune.Callback):
         if run_id is None or trial.trial_id not in self.open:
             return
         text = error_text(trial)
-        self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, "failed"), RunTag(REASON_TAG, failure_reason(text))])
+        reason = failure_reason(text)
+        tags = [RunTag(STATUS_TAG, "failed"), RunTag(REASON_TAG, reason), RunTag(NOTE_TAG, f"**failed**: `{reason}` (error.txt)")]
+        self.client.log_batch(run_id, tags=tags)
         self.client.log_text(run_id, text, "error.txt")
         self.client.set_terminated(run_id, "FAILED")
         self.open.discard(trial.trial_id)

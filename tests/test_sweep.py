@@ -100,6 +100,10 @@ def test_trials_end_as_asha_and_the_worker_decided(finished_sweep):
     assert status["trial-01-point"] == ("stopped_early", "FINISHED")
     assert status["trial-02-point"] == ("failed", "FAILED")
     assert "FloatingPointError" in children["trial-02-point"].data.tags[REASON_TAG]
+    notes = {name: run.data.tags["mlflow.note.content"] for name, run in children.items()}  # the run page says how it ended
+    assert notes["trial-00-baseline"] == "completed: 2/2 epochs"
+    assert notes["trial-01-point"].startswith("**stopped early** by the scheduler after epoch 1 of 2")
+    assert notes["trial-02-point"].startswith("**failed**: `") and "FloatingPointError" in notes["trial-02-point"]
     assert json.loads(children["trial-01-point"].data.tags[OVERRIDES_TAG]) == {"optim.lr": 1e-9}
     assert json.loads(children["trial-00-baseline"].data.tags[OVERRIDES_TAG]) == {}
     assert children["trial-02-point"].data.params["optim.lr"] == "1e+30"
@@ -185,10 +189,10 @@ def test_the_sweep_ends_with_a_leaderboard_in_mlflow_and_on_disk(finished_sweep)
     assert result.trials().set_index("name").loc["trial-00-baseline-seed1", "replicate_of"] == "trial-00-baseline"
     parent = client.get_run(result.mlflow_parent_run_id).data.tags  # who won, on the page MLflow opens
     winner = frame.iloc[0]["variant"]
-    assert parent["clipsweep.winner"] == winner and parent["mlflow.note.content"].startswith(f"**Winner: {winner}**")
-    assert parent["clipsweep.best_trial"].startswith("trial-00-baseline (cheap-tier score ")  # the one completed trial
-    assert parent["clipsweep.leaderboard"] == f"{result.path}/leaderboard/leaderboard.html"
-    assert "±" in parent["clipsweep.winner_aggregate"]
+    assert parent["winner"] == winner and parent["mlflow.note.content"].startswith(f"**Winner: {winner}**")
+    assert parent["best_trial"].startswith("trial-00-baseline (cheap-tier score ")  # the one completed trial
+    assert parent["leaderboard"] == f"{result.path}/leaderboard/leaderboard.html"
+    assert "±" in parent["winner_aggregate"]
 
 
 def test_leaderboard_command_rebuilds_from_the_parent_run(finished_sweep, tmp_path, monkeypatch, capsys):
