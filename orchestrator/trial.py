@@ -152,14 +152,10 @@ def ensure_ray(workers: int, cpus_per_worker: float) -> None:
         ValueError: the connected cluster has fewer CPUs than the workers need.
     """
     if not ray.is_initialized():
-        # A job logging config makes Ray forward worker output without its "(TrainController
-        # pid=...)" prefix and colour codes, so the per-epoch lines read as this command's own;
-        # WARNING keeps Ray Data's and Train's INFO chatter in Ray's logs.
-        kwargs: dict[str, Any] = {"configure_logging": False, "logging_config": ray.LoggingConfig(log_level="WARNING")}
         if os.environ.get("RAY_ADDRESS"):
-            ray.init(**kwargs)
+            ray.init(configure_logging=False)
         else:
-            ray.init(num_cpus=max(os.cpu_count() or 1, int(workers * cpus_per_worker) + 2), **kwargs)
+            ray.init(num_cpus=max(os.cpu_count() or 1, int(workers * cpus_per_worker) + 2), configure_logging=False)
     available = ray.cluster_resources().get("CPU", 0)
     if workers * cpus_per_worker > available:
         raise ValueError(f"workers={workers} x {cpus_per_worker} CPU; allowed: at most {available:g} CPUs in this Ray cluster")
