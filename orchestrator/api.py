@@ -45,7 +45,7 @@ from .spec import SweepSpec
 from .stores import absolute_store
 from .tracking import (
     NOTE_TAG, OVERRIDES_TAG, PARENT_TAG, REASON_TAG, REPLICATE_OF_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG, TRIAL_ID_TAG,
-    MlflowTracker,
+    TRIAL_TAG, MlflowTracker,
 )  # fmt: skip
 from .trial import TrialData, absolute_path
 from .importance import param_importances, write_importance
@@ -342,7 +342,7 @@ class SweepResult:
             tags, metrics = run.data.tags, run.data.metrics
             overrides = json.loads(tags.get(OVERRIDES_TAG, "{}"))
             rows.append({
-                "run_id": run.info.run_id, "name": run.info.run_name, "trial_id": tags.get(TRIAL_ID_TAG),
+                "run_id": run.info.run_id, "name": tags.get(TRIAL_TAG, run.info.run_name), "trial_id": tags.get(TRIAL_ID_TAG),
                 "role": tags.get(ROLE_TAG), "status": tags.get(STATUS_TAG), "mlflow_status": run.info.status,
                 "score": metrics.get(SCORE), "epochs": int(tags.get("clipsweep.epochs_run", 0)),
                 "seed": int(tags[SEED_TAG]) if SEED_TAG in tags else None, REPLICATE_KEY: tags.get(REPLICATE_OF_TAG),

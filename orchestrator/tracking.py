@@ -32,6 +32,7 @@ STATUS_TAG = "clipsweep.status"  # completed | stopped_early | failed | killed
 ROLE_TAG = "clipsweep.role"  # baseline | search
 REASON_TAG = "clipsweep.failure_reason"
 TRIAL_ID_TAG = "clipsweep.trial_id"
+TRIAL_TAG = "clipsweep.trial"  # the trial's name (`trial-01-point`); the run name may carry a suffix
 SWEEP_TAG = "clipsweep.sweep"
 PARENT_TAG = "mlflow.parentRunId"
 OVERRIDES_TAG = "clipsweep.overrides"  # JSON {dotted field: value}: what differs from the baseline
@@ -39,6 +40,7 @@ NODES_TAG = "clipsweep.train_nodes"  # Ray node ids the trial's Train workers ra
 DRIVER_NODE_TAG = "clipsweep.driver_node"  # Ray node id of the trial's driver
 BEST_CHECKPOINT_TAG = "clipsweep.best_checkpoint"  # storage path of the best-scoring epoch's checkpoint
 SEED_TAG = "clipsweep.seed"  # the run's optim.seed
+RUN_NAME_TAG = "mlflow.runName"
 NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
 REPLICATE_OF_TAG = "clipsweep.replicate_of"  # on a seed replicate: the finalist (child run name) it repeats
 
@@ -180,6 +182,7 @@ class MlflowTracker(tune.Callback):
             run_name=trial_label(trial),
             tags={
                 PARENT_TAG: self.parent_id, ROLE_TAG: role, TRIAL_ID_TAG: trial.trial_id, STATUS_TAG: "running",
+                TRIAL_TAG: trial_label(trial),
                 OVERRIDES_TAG: json.dumps(overrides_of(trial.config)), SEED_TAG: str(cfg.optim.seed),
                 **({REPLICATE_OF_TAG: trial.config[REPLICATE_KEY]} if REPLICATE_KEY in trial.config else {}),
             },  # fmt: skip
@@ -233,6 +236,8 @@ class MlflowTracker(tune.Callback):
                 f"**stopped early** by the scheduler after epoch {epochs} of {planned}: its score is not "
                 f"comparable with those of trials that trained all their epochs")  # fmt: skip
         tags.append(RunTag(NOTE_TAG, note))
+        if status == "stopped_early":  # the runs table shows no tag by default, but always the name
+            tags.append(RunTag(RUN_NAME_TAG, f"{trial_label(trial)} (stopped {epochs}/{planned})"))
         self.client.log_batch(run_id, tags=tags)
         self._log_best_checkpoint(trial.trial_id, run_id)
         self.client.set_terminated(run_id, "FINISHED")

@@ -30,7 +30,7 @@ from clipsweep.orchestrator.cli import main
 from clipsweep.orchestrator.search import load_study
 from clipsweep.orchestrator.sweep_cli import ranked_table
 from clipsweep.orchestrator.tracking import (
-    OVERRIDES_TAG, PARENT_TAG, REASON_TAG, REPLICATE_OF_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG,
+    OVERRIDES_TAG, PARENT_TAG, REASON_TAG, REPLICATE_OF_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG, TRIAL_TAG,
 )  # fmt: skip
 
 pytestmark = pytest.mark.usefixtures("ray_local")  # integration: see conftest.py
@@ -69,7 +69,7 @@ def finished_sweep(small_corpus, tmp_path_factory) -> tuple[SweepResult, str]:
 def _children(client: MlflowClient, result: SweepResult) -> dict[str, object]:
     parent = client.get_run(result.mlflow_parent_run_id)
     runs = client.search_runs([parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{result.mlflow_parent_run_id}'")
-    return {run.info.run_name: run for run in runs}
+    return {run.data.tags[TRIAL_TAG]: run for run in runs}
 
 
 def test_one_parent_with_one_child_per_trial(finished_sweep):
@@ -98,6 +98,8 @@ def test_trials_end_as_asha_and_the_worker_decided(finished_sweep):
     status = {name: (run.data.tags[STATUS_TAG], run.info.status) for name, run in children.items()}
     assert status["trial-00-baseline"] == status["trial-00-baseline-seed1"] == ("completed", "FINISHED")
     assert status["trial-01-point"] == ("stopped_early", "FINISHED")
+    assert children["trial-01-point"].info.run_name == "trial-01-point (stopped 1/2)"  # visible in the runs table
+    assert children["trial-00-baseline"].info.run_name == "trial-00-baseline"
     assert status["trial-02-point"] == ("failed", "FAILED")
     assert "FloatingPointError" in children["trial-02-point"].data.tags[REASON_TAG]
     notes = {name: run.data.tags["mlflow.note.content"] for name, run in children.items()}  # the run page says how it ended
