@@ -13,6 +13,8 @@ CONFIG.yaml:
 from __future__ import annotations
 
 import argparse
+import os
+import time
 from typing import Any
 
 import yaml
@@ -23,7 +25,9 @@ from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.settings import SuiteSettings
 from clipsweep.trainers.evaluation.synthetic10 import chance_levels
 
-from .trial import TrialData, data_from_doc, epoch_history, run_trial
+from .trial import EpochWatcher, TrialData, absolute_path, data_from_doc, epoch_history, run_trial
+
+DEFAULT_STORAGE = "~/ray_results"  # Ray Train's own default
 
 
 def add_train_command(subparsers: argparse._SubParsersAction) -> None:
@@ -77,10 +81,17 @@ def train_command(args: argparse.Namespace, console: Console) -> None:
     if suite is not None and (note := suite.skipped_note()):
         console.print(note)
     tier = args.tier or (suite.tier if suite is not None else "cheap")
-    result = run_trial(
-        cfg, data, workers=args.workers, storage_path=args.storage, name=args.name, resume_from=args.resume,
-        eval_tier=tier, suite=suite,
-    )
+    storage = absolute_path(args.storage or os.path.expanduser(DEFAULT_STORAGE))
+    name = args.name or time.strftime("trial-%Y%m%d-%H%M%S")
+    watcher = EpochWatcher(f"{storage}/{name}", lambda line: console.print(line, markup=False, highlight=False))
+    watcher.start()
+    try:
+        result = run_trial(
+            cfg, data, workers=args.workers, storage_path=storage, name=name, resume_from=args.resume,
+            eval_tier=tier, suite=suite, callbacks=[], quiet=True,
+        )
+    finally:
+        watcher.stop()
     history = epoch_history(result)
     final = history[-1] if history else result.metrics
     if "bench/mean_primary" not in final:

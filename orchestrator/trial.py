@@ -7,11 +7,16 @@ behaves the same alone and inside a sweep.
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow.fs
 import pyarrow.parquet as pq
 import ray
 import ray.train
@@ -141,7 +146,7 @@ def needs_views(cfg: TrialConfig) -> bool:
     return cfg.unimodal.image_weight > 0 or cfg.unimodal.text_weight > 0 or simclr
 
 
-def ensure_ray(workers: int, cpus_per_worker: float) -> None:
+def ensure_ray(workers: int, cpus_per_worker: float, quiet: bool = False) -> None:
     """Starts a local Ray if none is connected, with room for the workers plus data tasks.
 
     Locally, Ray gets max(cores, workers * cpus_per_worker + 2) logical CPUs: the +2 keep Ray
@@ -152,26 +157,67 @@ def ensure_ray(workers: int, cpus_per_worker: float) -> None:
         ValueError: the connected cluster has fewer CPUs than the workers need.
     """
     if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"configure_logging": False, "log_to_driver": not quiet}
+        if quiet:
+            ray._private.worker._worker_logs_enabled = False  # raylet warnings too (see tune.start_ray)
+            logging.getLogger("ray.data").setLevel(logging.ERROR)  # the driver's dataset plans and tips
         if os.environ.get("RAY_ADDRESS"):
-            ray.init(configure_logging=False)
+            ray.init(**kwargs)
         else:
-            ray.init(num_cpus=max(os.cpu_count() or 1, int(workers * cpus_per_worker) + 2), configure_logging=False)
+            ray.init(num_cpus=max(os.cpu_count() or 1, int(workers * cpus_per_worker) + 2), **kwargs)
     available = ray.cluster_resources().get("CPU", 0)
     if workers * cpus_per_worker > available:
         raise ValueError(f"workers={workers} x {cpus_per_worker} CPU; allowed: at most {available:g} CPUs in this Ray cluster")
+
+
+def epoch_line(m: dict[str, Any]) -> str:
+    """One epoch's report as a progress line."""
+    bench = f"  bench {m['bench/mean_primary']:.3f}" if "bench/mean_primary" in m else ""
+    return (f"epoch {m['epoch']} [{m['stage']}]  loss {m['loss/total']:.4f}  "
+            f"{m['samples_per_s']:.0f} samples/s  1/t {m['logit_scale']:.1f}{bench}")  # fmt: skip
 
 
 class EpochLog(ray.train.UserCallback):
     """Prints one line per reported epoch (runs in the Train controller; Ray forwards it)."""
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
-        m = metrics[0]
-        bench = f"  bench {m['bench/mean_primary']:.3f}" if "bench/mean_primary" in m else ""
-        print(
-            f"epoch {m['epoch']} [{m['stage']}]  loss {m['loss/total']:.4f}  "
-            f"{m['samples_per_s']:.0f} samples/s  1/t {m['logit_scale']:.1f}{bench}",
-            flush=True,
-        )
+        print(epoch_line(metrics[0]), flush=True)
+
+
+class EpochWatcher(threading.Thread):
+    """Calls `say` with each epoch's line as its checkpoint lands in `run_dir` (local or any
+    pyarrow URI), from the driver: a line Ray forwards from the Train controller carries a
+    "(TrainController pid=...)" prefix and colour codes. Checkpoints there before the start (a
+    resumed run's) are not repeated."""
+
+    def __init__(self, run_dir: str, say: Callable[[str], None], every_s: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.fs, self.root = pyarrow.fs.FileSystem.from_uri(absolute_path(run_dir))
+        self.say, self.every_s = say, every_s
+        self.done = threading.Event()
+        self.seen = set(self._finished())
+
+    def _finished(self) -> list[str]:
+        """Checkpoint folders whose metrics are written, oldest first."""
+        found = self.fs.get_file_info(pyarrow.fs.FileSelector(self.root, allow_not_found=True, recursive=True))
+        return sorted(f.path.rsplit("/", 1)[0] for f in found if f.base_name == METRICS_FILE)
+
+    def run(self) -> None:
+        while not self.done.wait(self.every_s):
+            self._report_new()
+
+    def stop(self) -> None:
+        """Reports what landed since the last look, then ends the thread."""
+        self.done.set()
+        self.join()
+        self._report_new()
+
+    def _report_new(self) -> None:
+        for folder in self._finished():
+            if folder not in self.seen:
+                self.seen.add(folder)
+                with self.fs.open_input_stream(f"{folder}/{METRICS_FILE}") as f:
+                    self.say(epoch_line(json.loads(f.read())))
 
 
 def run_trial(
@@ -187,6 +233,7 @@ def run_trial(
     callbacks: list[ray.train.UserCallback] | None = None,
     suite: SuiteSettings | None = None,
     max_failures: int = 0,
+    quiet: bool = False,
 ) -> ray.train.Result:
     """Fits one trial with Ray Train; every epoch's metrics come back with its checkpoint.
 
@@ -202,6 +249,7 @@ def run_trial(
         gpus_per_worker: GPUs each worker reserves; None: one if the Ray cluster has GPUs, else none.
         eval_tier: the suite's tier reported each epoch (cheap or full).
         callbacks: Ray Train callbacks; default prints one line per epoch (`EpochLog`).
+        quiet: keep Ray's worker and raylet output off this process's console (when it starts Ray).
         suite: the benchmark scored each epoch; default synthetic10 on the data's held-out split
             (none when the data has none).
         max_failures: restarts of the worker group from its last checkpoint after a worker
@@ -214,7 +262,7 @@ def run_trial(
     suite = suite or data.default_suite()
     if suite is not None:
         suite.check()
-    ensure_ray(workers, cpus_per_worker)
+    ensure_ray(workers, cpus_per_worker, quiet)
     name = name or time.strftime("trial-%Y%m%d-%H%M%S")
     if gpus_per_worker is None:  # ask the cluster: a Tune trial's own process sees no GPU
         gpus_per_worker = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0

@@ -28,11 +28,13 @@ def _config(tmp_path, corpus, **trial) -> str:
 
 
 @pytest.mark.usefixtures("ray_local")
-def test_train_two_workers_reports_each_epoch_and_resumes(small_corpus, tmp_path):
+def test_train_two_workers_reports_each_epoch_and_resumes(small_corpus, tmp_path, capsys):
     config = _config(tmp_path, small_corpus)
     storage = str(tmp_path / "runs")
     argv = ["train", config, "--workers", "2", "--storage", storage]
     assert main(argv + ["--epochs", "2", "--name", "first"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[:3] for line in lines] == [["epoch", "1", "[joint]"], ["epoch", "2", "[joint]"]]  # the driver's own, once each
     history = checkpoint_metrics(os.path.join(storage, "first"))
     assert [m["epoch"] for m in history] == [1, 2]
     assert history[1]["loss/total"] < history[0]["loss/total"]
@@ -42,6 +44,7 @@ def test_train_two_workers_reports_each_epoch_and_resumes(small_corpus, tmp_path
     run_dir = os.path.join(storage, "first")
     resume = sorted(p for p in (os.path.join(run_dir, d) for d in os.listdir(run_dir)) if os.path.isdir(p))[-1]
     assert main(argv + ["--epochs", "3", "--name", "resumed", "--resume", resume]) == 0
+    assert [line.split()[:2] for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")] == [["epoch", "3"]]
     assert [m["epoch"] for m in checkpoint_metrics(os.path.join(storage, "resumed"))] == [3]
 
 
