@@ -207,7 +207,10 @@ def load_study(experiment_dir: str) -> optuna.Study | None:
         found = fs.get_file_info(pyarrow.fs.FileSelector(root))
     except (FileNotFoundError, OSError):
         return None
-    saved = sorted((f for f in found if f.base_name.startswith("searcher-state-")), key=lambda f: f.mtime or 0)
+    # One file per session (`searcher-state-<session start, %Y-%m-%d_%H-%M-%S>.pkl`; a resumed sweep
+    # is a new session); the latest session's is the study. Not by mtime: syncing the staging folder
+    # to storage copies every file at once, and left the first session's newest (seen in CI).
+    saved = sorted((f for f in found if f.base_name.startswith("searcher-state-")), key=lambda f: f.base_name)
     if not saved:
         return None
     with fs.open_input_stream(saved[-1].path) as f:

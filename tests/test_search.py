@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import pickle
 from pathlib import Path
 
 import optuna
@@ -12,7 +14,9 @@ from optuna.trial import TrialState
 
 from clipsweep.orchestrator.importance import param_importances, write_importance
 
-from clipsweep.orchestrator.search import FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, SCORE, StudySearcher, drawn_params
+from clipsweep.orchestrator.search import (
+    FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, SCORE, StudySearcher, drawn_params, load_study,
+)  # fmt: skip
 from clipsweep.orchestrator.spec import SweepSpec
 
 
@@ -129,3 +133,15 @@ def test_importances_find_the_knob_that_matters_and_refuse_too_few_trials(tmp_pa
         with open(path, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "param_importance.csv").read_text().startswith("knob,importance\nobjective.logit_transform,")
+
+
+def test_the_study_is_the_latest_sessions_whatever_the_files_times(tmp_path):
+    """A resumed sweep is a new Tune session with its own `searcher-state-<start>.pkl`; syncing to
+    storage copies them all at once, so the newest mtime can be a stale session's (seen in CI)."""
+    for i, session in enumerate(["2026-12-01_22-27-18", "2026-12-01_22-29-33", "2026-12-01_22-30-23"]):
+        study = optuna.create_study()
+        study.add_trial(optuna.trial.create_trial(params={"x": float(i)}, distributions={"x": FloatDistribution(0, 9)}, value=0.0))
+        path = tmp_path / f"searcher-state-{session}.pkl"
+        path.write_bytes(pickle.dumps({"study": study}))
+        os.utime(path, (1_000_000 - i, 1_000_000 - i))  # the oldest session has the newest time
+    assert load_study(str(tmp_path)).trials[0].params == {"x": 2.0}
