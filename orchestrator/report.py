@@ -139,9 +139,9 @@ def summary(board: Leaderboard, best_trial: str | None, best_score: float | None
         verdict = f"its aggregate beats {reference} significantly (p < {alpha:g})"
     aggregate = f"{_mean(top)}; Δ pts vs {reference}: {_aggregate(top)}"
     best = f"{best_trial} (cheap-tier score {best_score:.3f})" if best_trial and best_score is not None else "none"
-    knobs = top["knobs"] or "baseline"
+    knobs = top["knobs"] if top["knobs"].startswith("(") else f"({top['knobs']})"  # "(baseline)" has its own
     text = "\n".join([
-        f"**Winner: {top['variant']}** ({knobs}): {verdict}.",
+        f"**Winner: {top['variant']}** {knobs}: {verdict}.",
         f"- aggregate (mean primary, full tier, {_seeds(top)} seed(s)): {aggregate}",
         f"- best trial by search score: {best}",
         f"- leaderboard: `{page}` (also the parent run's artifacts `leaderboard/`)",
