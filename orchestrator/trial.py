@@ -215,9 +215,13 @@ class EpochWatcher(threading.Thread):
     def _report_new(self) -> None:
         for folder in self._finished():
             if folder not in self.seen:
-                self.seen.add(folder)
                 with self.fs.open_input_stream(f"{folder}/{METRICS_FILE}") as f:
-                    self.say(epoch_line(json.loads(f.read())))
+                    try:
+                        metrics = json.loads(f.read())
+                    except json.JSONDecodeError:  # still being copied into storage: next look
+                        continue
+                self.seen.add(folder)
+                self.say(epoch_line(metrics))
 
 
 def run_trial(
