@@ -39,7 +39,7 @@ from clipsweep.trainers.evaluation.suite import flatten
 from .finalists import choose_finalists, evaluate_finalists, replicate_configs, with_replicates
 from .leaderboard import ARTIFACT_DIR, Leaderboard, Scores, load_scores, log_to_runs, rank_scores, save_scores
 from .plots import save_plot, variant_labels
-from .preflight import check_sweep, check_tracking
+from .preflight import check_sweep, check_tracking, resource_warnings
 from .report import summary, write_reports
 from .spec import SweepSpec
 from .stores import absolute_store
@@ -54,6 +54,8 @@ from .tune import (
     REPLICATE_KEY, ResourcePlan, build_replicate_tuner, build_tuner, experiment_name, experiment_path,
     plan_resources, restore_tuner, start_ray,
 )  # fmt: skip
+
+logger = logging.getLogger(__name__)
 
 PATH_TAG = "clipsweep.path"  # on the parent run: the Tune experiment folder
 LEADERBOARD_TAG = "clipsweep.leaderboard"  # on the parent run, when there was nothing to rank
@@ -123,6 +125,8 @@ class Sweep:
             self.spec, storage_path=absolute_path(self.spec.storage_path), tracking_uri=absolute_store(self.spec.tracking_uri)
         )
         data = check_sweep(spec)
+        for warning in resource_warnings(spec):
+            logger.warning(warning)
         # Tune's new console output prints its own experiment box and a TensorBoard hint even at
         # verbose=0; progress is the caller's (the CLI's live table). Ray reads this at `fit`.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -299,8 +303,15 @@ class SweepResult:
         if not found:
             raise FileNotFoundError(f"{storage_path}: no {RECORD_FILE} here or one folder down (not a clipsweep sweep)")
         with fs.open_input_stream(found[0]) as f:
-            doc = json.loads(f.readall())
-        return cls(doc["tracking_uri"], doc["mlflow_parent_run_id"], doc["experiment"], doc["path"])
+            text = f.readall()
+        try:
+            doc = json.loads(text)
+            return cls(doc["tracking_uri"], doc["mlflow_parent_run_id"], doc["experiment"], doc["path"])
+        except (ValueError, KeyError, TypeError) as e:  # cut short by a full disk, or edited by hand
+            raise ValueError(
+                f"{found[0]}: not valid JSON of a sweep record ({type(e).__name__}: {e}); expected the keys "
+                "tracking_uri, mlflow_parent_run_id, experiment, path"
+            ) from None
 
     @classmethod
     def from_run(cls, tracking_uri: str, parent_run_id: str) -> SweepResult:
@@ -310,10 +321,14 @@ class SweepResult:
             ValueError: no such run in that store, or a run that is not a sweep's parent.
         """
         uri = absolute_store(tracking_uri)
+        check_tracking(uri)  # a server that does not answer fails here, not after MLflow's retries
+        if uri.startswith("sqlite:///") and not os.path.isfile(uri.removeprefix("sqlite:///")):
+            # MLflow would create an empty store there
+            raise ValueError(f"{parent_run_id!r}: no such folder, and no MLflow store at {uri} (the file does not exist)")
         try:
             run = MlflowClient(tracking_uri=uri).get_run(parent_run_id)
         except MlflowException:
-            raise ValueError(f"{parent_run_id!r}: neither a path nor an MLflow run in {uri}") from None
+            raise ValueError(f"{parent_run_id!r}: neither a path nor an MLflow run in {uri} (no such run)") from None
         if run.data.tags.get(ROLE_TAG) != "sweep":
             raise ValueError(f"MLflow run {parent_run_id} is not a clipsweep sweep's parent run")
         return cls(uri, parent_run_id, run.info.run_name, run.data.tags.get(PATH_TAG, ""))

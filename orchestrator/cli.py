@@ -13,8 +13,6 @@ import ray.train
 from rich.console import Console
 from rich.markup import escape
 
-from clipsweep.trainers.data.shards import DataFormatError
-
 from .data_cli import add_data_commands
 from .sweep_cli import add_sweep_commands
 from .train_cli import add_train_command, train_command
@@ -63,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = _console(sys.stdout)
     try:
         args.func(args, console)
-    except (DataFormatError, ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # bad input (DataFormatError, SpecError) or a path: one line, no traceback
         if args.verbose:
             _console(sys.stderr).print_exception()
         # soft_wrap: a path in the message must stay on one line, copyable.

@@ -45,6 +45,7 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
         layout.add_argument("--images", required=True, help="image directory")
         layout.add_argument("--out", required=True, help="output directory")
         layout.add_argument("--rows-per-shard", type=int, default=4096)
+        layout.add_argument("--overwrite", action="store_true", help="replace the shards --out already holds")
         layout.set_defaults(func=_convert)
 
     tokenizer = commands.add_parser("tokenizer", help="train a WordPiece tokenizer on shard captions")
@@ -93,7 +94,9 @@ def _convert(args: argparse.Namespace, console: Console) -> None:
         csv_path = args.captions_csv or f"{args.images.rstrip('/')}/captions.csv"
         items = converters.folder_items(args.images, csv_path)
     with _progress(console, f"converting {args.layout}", len(items)) as advance:
-        summary = converters.write_items(items, args.out, args.layout, args.rows_per_shard, progress=advance)
+        summary = converters.write_items(
+            items, args.out, args.layout, args.rows_per_shard, progress=advance, overwrite=args.overwrite
+        )
     table = Table(title=f"{args.layout} -> {summary.out_dir}")
     for column in ("images written", "captions", "missing", "corrupt", "shards"):
         table.add_column(column)

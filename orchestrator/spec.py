@@ -31,7 +31,7 @@ import yaml
 
 from clipsweep.trainers.config import REMOVED_KNOBS, TrialConfig
 from clipsweep.trainers.evaluation.settings import SuiteSettings
-from clipsweep.trainers.typed import Section, build, check_range
+from clipsweep.trainers.typed import Section, build, check_range, unknown_field
 
 from .ranking import BootstrapSettings
 
@@ -235,16 +235,7 @@ class SweepSpec:
         Raises:
             SpecError: unreadable or malformed YAML (with its line), or any invalid field.
         """
-        try:
-            with open(path) as f:
-                doc = yaml.safe_load(f)
-        except OSError as e:
-            raise SpecError(f"{path}: cannot read the spec ({e.strerror})") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or str(e)
-            raise SpecError(f"{path}:{where}: malformed YAML: {problem}") from None
+        doc = read_yaml(path, "spec")
         return cls.from_dict(doc, source=path)
 
     @classmethod
@@ -255,18 +246,15 @@ class SweepSpec:
         for key, why in _REMOVED_KEYS.items():
             if key in doc:
                 raise SpecError(f"{source}: {key} was removed: {why}")
-        _reject_unknown(doc, _TOP_KEYS, "", source)
+        reject_unknown(doc, _TOP_KEYS, "", source)
         if "name" not in doc:
             raise SpecError(f"{source}: name is missing; a sweep needs a name (its MLflow experiment)")
+        _check_name(doc["name"], source)
+        reject_nonfinite(doc, source)
         trial = doc.get("trial") or {}
-        try:
-            base = TrialConfig.from_dict(trial)
-        except ValueError as e:  # its messages name fields from the config's root: add `trial.`
-            message = str(e)
-            prefix = "unknown field " if message.startswith("unknown field ") else ""
-            raise SpecError(f"{source}: {prefix}trial.{message[len(prefix):]}") from None
+        base = trial_config(trial, source)
         mlflow = doc.get("mlflow") or {}
-        _reject_unknown(mlflow, ("tracking_uri",), "mlflow", source)
+        reject_unknown(mlflow, ("tracking_uri",), "mlflow", source)
         return cls(
             name=_typed(doc["name"], str, "name", source),
             params=tuple(_parse_space(doc.get("search_space") or {}, base, source)),
@@ -317,6 +305,60 @@ class SweepSpec:
         return out
 
 
+def read_yaml(path: str, what: str) -> Any:
+    """The document of a YAML file.
+
+    Raises:
+        SpecError: naming the file, and the line of malformed YAML (a tab gets "indent with spaces").
+    """
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read the {what} ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: the {what} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        hint = "; indent with spaces, not tabs" if "\\t" in problem or "\t" in problem else ""
+        raise SpecError(f"{path}:{where}: malformed YAML: {problem}{hint}") from None
+
+
+def reject_nonfinite(doc: Any, source: str, path: str = "") -> None:
+    """Refuses inf and nan anywhere in a document (YAML reads `1.0e+400` as infinity)."""
+    if isinstance(doc, float) and not math.isfinite(doc):
+        raise SpecError(f"{source}: {path}={doc!r}; allowed: a finite number")
+    children = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    for key, value in children:
+        reject_nonfinite(value, source, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key))
+
+
+def trial_config(trial: Any, source: str) -> TrialConfig:
+    """The `trial:` mapping of a spec or a `clipsweep train` config as a checked TrialConfig.
+
+    Raises:
+        SpecError: naming the field from the file's root (`trial.optim.lr`).
+    """
+    try:
+        return TrialConfig.from_dict(trial)
+    except ValueError as e:  # its messages name fields from the config's root: add `trial.`
+        message = str(e)
+        prefix = "unknown field " if message.startswith("unknown field ") else ""
+        raise SpecError(f"{source}: {prefix}trial.{message[len(prefix):]}") from None
+
+
+def _check_name(name: Any, source: str) -> None:
+    """The sweep's name becomes a folder under storage_path and the MLflow experiment."""
+    if isinstance(name, str) and name.strip() and name not in (".", "..") and not set(name) & set("/\\\0"):
+        return
+    raise SpecError(
+        f"{source}: name={name!r}; allowed: a plain folder name (no '/', not '..'): "
+        "it names the sweep's folder under storage_path and its MLflow experiment"
+    )
+
+
 def _plain(value: Any) -> Any:
     """Tuples to lists, recursively (YAML and JSON friendly)."""
     if isinstance(value, dict):
@@ -336,13 +378,13 @@ _REMOVED_KEYS = {
 }
 
 
-def _reject_unknown(doc: Any, allowed: tuple[str, ...], path: str, source: str) -> None:
+def reject_unknown(doc: Any, allowed: tuple[str, ...], path: str, source: str) -> None:
+    """Refuses a field not in `allowed` (with the nearest one) or a non-mapping at `path`."""
     if not isinstance(doc, dict):
         raise SpecError(f"{source}: {path}={doc!r}; expected a mapping of fields")
-    unknown = sorted(set(doc) - set(allowed))
+    unknown = sorted(set(map(str, doc)) - set(allowed))
     if unknown:
-        where = f"{path}.{unknown[0]}" if path else unknown[0]
-        raise SpecError(f"{source}: unknown field {where}; allowed: {', '.join(allowed)}")
+        raise SpecError(f"{source}: {unknown_field(f'{path}.{unknown[0]}' if path else unknown[0], allowed)}")
 
 
 _KIND_NAMES = {int: "an integer", str: "a string", dict: "a mapping"}
@@ -408,7 +450,7 @@ def _parse_space(doc: Any, base: TrialConfig, source: str) -> list[Param]:
         if name in REMOVED_KNOBS:
             raise SpecError(f"{source}: {path}: {name} was removed: {REMOVED_KNOBS[name]}")
         if name not in known:
-            raise SpecError(f"{source}: unknown knob {path}; allowed under {name.split('.', 1)[0]}: {_close(name, known)}")
+            raise SpecError(f"{source}: {unknown_field(path, _near_fields(name, known), 'knob')}")
         if not isinstance(leaf, dict):
             raise SpecError(
                 f"{source}: {path}={leaf!r}; expected a mapping with `type` ({', '.join(PARAM_TYPES)}); "
@@ -418,7 +460,7 @@ def _parse_space(doc: Any, base: TrialConfig, source: str) -> list[Param]:
         if kind not in PARAM_TYPES:
             raise SpecError(f"{source}: {path}.type={kind!r}; allowed: {', '.join(PARAM_TYPES)}")
         allowed_keys = ("type", "values", "when") if kind == "choice" else ("type", "low", "high", "when")
-        _reject_unknown(leaf, allowed_keys, path, source)
+        reject_unknown(leaf, allowed_keys, path, source)
         when = _parse_when(leaf.get("when"), name, base, path, source)
         if kind == "choice":
             values = leaf.get("values")
@@ -429,7 +471,7 @@ def _parse_space(doc: Any, base: TrialConfig, source: str) -> list[Param]:
             params.append(Param(name, "choice", values=tuple(values), when=when))
             continue
         params.append(_parse_range(leaf, kind, name, known[name], base, path, source, when))
-    _check_conditions(params, source)
+    _check_conditions(params, base, source)
     return params
 
 
@@ -470,7 +512,7 @@ def _parse_when(doc: Any, name: str, base: TrialConfig, path: str, source: str) 
         when = {}
         for field_name, allowed in alt.items():
             if field_name not in known:
-                raise SpecError(f"{source}: {path}.when names unknown field {field_name!r}; allowed: {_close(field_name, known)}")
+                raise SpecError(f"{source}: {path}.when: {unknown_field(str(field_name), _near_fields(str(field_name), known))}")
             if field_name == name:
                 raise SpecError(f"{source}: {path}.when names the field itself")
             values = allowed if isinstance(allowed, list) else [allowed]
@@ -483,9 +525,11 @@ def _parse_when(doc: Any, name: str, base: TrialConfig, path: str, source: str) 
     return tuple(parsed)
 
 
-def _check_conditions(params: list[Param], source: str) -> None:
-    """A condition on a searched field needs that field sampled first (define-by-run order)."""
+def _check_conditions(params: list[Param], base: TrialConfig, source: str) -> None:
+    """A condition on a searched field needs that field sampled first (define-by-run order), and
+    lists only values that field can take (one it never draws leaves the condition dead)."""
     order = {p.field: i for i, p in enumerate(params)}
+    fixed = base.flat()
     for i, p in enumerate(params):
         for name in {n for alt in p.when for n in alt}:
             if order.get(name, -1) > i:
@@ -493,6 +537,29 @@ def _check_conditions(params: list[Param], source: str) -> None:
                     f"{source}: search_space.{p.field}.when names {name}, which is searched after it; "
                     f"list {name} first"
                 )
+        for alt in p.when:
+            for name, listed in alt.items():
+                searched = params[order[name]] if name in order else None
+                for value in listed:
+                    if searched is None and value != fixed[name]:
+                        can = f"it is fixed at {fixed[name]!r} (trial config; not searched)"
+                    elif searched is not None and not _can_draw(searched, value):
+                        can = f"can draw: {_drawable(searched)}"
+                    else:
+                        continue
+                    raise SpecError(
+                        f"{source}: search_space.{p.field}.when.{name} lists {value!r}, which {name} never takes; {can}"
+                    )
+
+
+def _can_draw(p: Param, value: Any) -> bool:
+    if p.type == "choice":
+        return value in p.values
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and p.low <= value <= p.high  # type: ignore[operator]
+
+
+def _drawable(p: Param) -> str:
+    return ", ".join(map(str, p.values)) if p.type == "choice" else f"{p.type} from {p.low} to {p.high}"
 
 
 def _check_spec(spec: SweepSpec) -> None:
@@ -518,7 +585,7 @@ def _check_spec(spec: SweepSpec) -> None:
             raise SpecError(f"{s}: points_to_evaluate[{i}]={point!r}; expected a mapping {{field: value}}")
         for name in point:
             if name not in fields_known:
-                raise SpecError(f"{s}: points_to_evaluate[{i}] names unknown field {name!r}; allowed: {_close(name, fields_known)}")
+                raise SpecError(f"{s}: points_to_evaluate[{i}]: {unknown_field(str(name), _near_fields(str(name), fields_known))}")
         try:
             cfg = spec.config_for(point)
         except ValueError as e:
@@ -533,10 +600,10 @@ def _check_spec(spec: SweepSpec) -> None:
     _check_live(spec)
 
 
-def _close(name: str, known: dict[str, Any]) -> str:
-    """The known fields of the section `name` names (or every section), for a message."""
+def _near_fields(name: str, known: dict[str, Any]) -> list[str]:
+    """The known fields of the section `name` names, or every field when that section is unknown."""
     section = name.split(".", 1)[0]
-    return ", ".join(sorted(k for k in known if k.startswith(section + "."))) or ", ".join(sorted({k.split(".")[0] for k in known}))
+    return [k for k in known if k.startswith(section + ".")] or list(known)
 
 
 MAX_SKELETONS = 20_000  # discrete combinations `_check_live` walks (a 6-choice space has far fewer)

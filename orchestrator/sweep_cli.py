@@ -19,7 +19,7 @@ from rich.table import Table
 
 from .api import Sweep, SweepResult
 from .leaderboard import ARTIFACT_DIR
-from .preflight import check_sweep
+from .preflight import check_sweep, resource_warnings
 from .progress import SweepProgress, describe_overrides
 from .report import console_table
 from .spec import SweepSpec
@@ -75,6 +75,8 @@ def load_spec(args: argparse.Namespace) -> SweepSpec:
 def validate_command(args: argparse.Namespace, console: Console) -> None:
     spec = load_spec(args)
     data = check_sweep(spec)
+    for warning in resource_warnings(spec):
+        console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
     console.print(
         f"[green]ok[/green] {spec.source}: sweep {spec.name!r}, {len(spec.params)} searched fields, "
         f"{spec.search.num_samples} trials, {data.n_train} training items"
@@ -86,7 +88,7 @@ def validate_command(args: argparse.Namespace, console: Console) -> None:
 
 def run_command(args: argparse.Namespace, console: Console) -> None:
     if args.resume:
-        given = [f"--{name.replace('_', '-')}" for name in ("space", "storage", "tracking_uri", "num_samples") if getattr(args, name)]
+        given = [_FLAGS[name] for name in _FLAGS if getattr(args, name)]
         if given:
             raise ValueError(f"--resume {args.resume} continues the sweep as it was launched; drop {', '.join(given)}")
         sweep = Sweep.restore(args.resume)
@@ -122,6 +124,9 @@ def run_command(args: argparse.Namespace, console: Console) -> None:
         raise KeyboardInterrupt  # the CLI's exit status says the sweep did not finish
 
 
+_FLAGS = {"space": "the spec argument", "storage": "--storage", "tracking_uri": "--tracking-uri", "num_samples": "--num-samples"}
+
+
 def runs_view(server: str, experiment_id: str) -> str:
     """The URL of an experiment's runs table: MLflow 3's UI opens in its GenAI mode (traces)
     unless the URL asks for the "Model training" view."""
@@ -129,6 +134,10 @@ def runs_view(server: str, experiment_id: str) -> str:
 
 
 def leaderboard_command(args: argparse.Namespace, console: Console) -> None:
+    if os.path.isfile(args.sweep):
+        raise ValueError(
+            f"{args.sweep} is a file; allowed: a sweep's storage path or experiment folder, or its MLflow parent run id"
+        )
     if os.path.exists(args.sweep) or "://" in args.sweep:
         result = SweepResult.load(args.sweep)
     else:

@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -25,7 +23,8 @@ from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.settings import SuiteSettings
 from clipsweep.trainers.evaluation.synthetic10 import chance_levels
 
-from .trial import EpochWatcher, TrialData, absolute_path, data_from_doc, epoch_history, run_trial
+from .spec import SpecError, read_yaml, reject_nonfinite, reject_unknown, trial_config
+from .trial import EpochWatcher, TrialData, absolute_path, check_resume, data_from_doc, epoch_history, run_trial
 
 DEFAULT_STORAGE = "~/ray_results"  # Ray Train's own default
 
@@ -48,24 +47,23 @@ def load_train_config(path: str | None, epochs: int | None = None) -> tuple[Tria
     Raises:
         ValueError: an unknown key or bad value, named by its path in the file.
     """
-    doc: dict[str, Any] = {}
-    if path is not None:
-        with open(path) as f:
-            doc = yaml.safe_load(f) or {}
-        unknown = sorted(set(doc) - {"trial", "data", "suite"})
-        if unknown:
-            raise ValueError(f"{path}: unknown top-level key {unknown[0]!r}; allowed: trial, data, suite")
+    source = path or "<defaults>"
+    doc = (read_yaml(path, "config") if path is not None else None) or {}
+    if not isinstance(doc, dict):
+        raise SpecError(f"{source}: the config must be a mapping with trial, data, suite; got {type(doc).__name__}")
+    reject_unknown(doc, ("trial", "data", "suite"), "", source)
+    reject_nonfinite(doc, source)
     trial = dict(doc.get("trial") or {})
     if epochs is not None:
         trial["optim"] = {**trial.get("optim", {}), "epochs": epochs}
-    cfg = TrialConfig.from_dict(trial)
+    cfg = trial_config(trial, source)
     data = data_from_doc(doc.get("data"), cfg.model.image_size)
     suite = data.default_suite()
     if doc.get("suite") is not None:
         try:
             suite = SuiteSettings.from_section(doc["suite"]).with_heldout(data.heldout)
         except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
+            raise SpecError(f"{source}: {e}") from None
     if suite is not None:
         suite.check()
     return cfg, data, suite
@@ -74,6 +72,8 @@ def load_train_config(path: str | None, epochs: int | None = None) -> tuple[Tria
 def train_command(args: argparse.Namespace, console: Console) -> None:
     """Runs `clipsweep train` for parsed arguments."""
     cfg, data, suite = load_train_config(args.config, args.epochs)
+    if args.resume is not None:
+        check_resume(args.resume, "--resume")
     console.print(
         f"training {data.n_train} items with {args.workers} worker(s), global batch {cfg.optim.batch_size}, "
         f"{cfg.optim.epochs} epochs"

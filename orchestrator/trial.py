@@ -29,8 +29,9 @@ from clipsweep.trainers.data.scenes import ATTRIBUTES
 from clipsweep.trainers.data.shards import DataFormatError, resolve_shards
 from clipsweep.trainers.data.synthetic import ensure_synthetic
 from clipsweep.trainers.evaluation.settings import SuiteSettings
-from clipsweep.trainers.checkpoint import METRICS_FILE, load_metrics
+from clipsweep.trainers.checkpoint import CHECKPOINT_FILE, METRICS_FILE, load_metrics
 from clipsweep.trainers.train_loop import LoopSettings, train_loop_per_worker
+from clipsweep.trainers.typed import unknown_field
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,10 @@ class TrialData:
         # lose its working directory, see `api.steady_cwd`), which resolve relative paths elsewhere.
         train, tokenizer_dir = absolute_path(train), absolute_path(tokenizer_dir)
         heldout = absolute_path(heldout) if heldout is not None else None
-        files = resolve_shards(train)
+        files = _shards("data.train", train)
         if heldout is not None:
             needed = ["captions", "label", *ATTRIBUTES]
-            for path in resolve_shards(heldout):
+            for path in _shards("data.heldout", heldout):
                 missing = [c for c in needed if c not in pq.read_schema(path).names]
                 if missing:
                     raise DataFormatError(
@@ -83,6 +84,18 @@ class TrialData:
         """The embedded default corpus, generated into the cache on first use."""
         corpus = ensure_synthetic(cache_dir, n=n, seed=seed, image_size=image_size)
         return cls.from_paths(corpus.split_dir("train"), corpus.tokenizer_dir, corpus.split_dir("heldout"))
+
+
+def _shards(field: str, path: str) -> list[str]:
+    """The shard files of a `data:` path; errors name the field and its value."""
+    try:
+        return resolve_shards(path)
+    except DataFormatError as e:
+        reason = "does not exist" if "no such shard" in str(e) else str(e).removeprefix(f"{path}: ")
+        raise DataFormatError(
+            f"{field}={path!r} {reason}; allowed: a folder of Parquet shards (from `clipsweep data synthetic` or "
+            "`clipsweep data convert`), a shard file or a glob"
+        ) from None
 
 
 def absolute_path(path: str) -> str:
@@ -108,12 +121,12 @@ def data_from_doc(doc: dict[str, Any] | None, image_size: int = 64) -> TrialData
         raise ValueError(f"data={doc!r}; expected a mapping with `synthetic` or `train` + `tokenizer`")
     unknown = sorted(set(doc) - set(_DATA_KEYS))
     if unknown:
-        raise ValueError(f"unknown field data.{unknown[0]}; allowed: {', '.join(_DATA_KEYS)}")
+        raise ValueError(unknown_field(f"data.{unknown[0]}", _DATA_KEYS))
     if "synthetic" in doc:
         params = doc["synthetic"] or {}
         extra = sorted(set(params) - {"n", "seed"})
         if extra:
-            raise ValueError(f"unknown field data.synthetic.{extra[0]}; allowed: n, seed")
+            raise ValueError(unknown_field(f"data.synthetic.{extra[0]}", ("n", "seed")))
         return TrialData.synthetic(image_size=image_size, **params)
     for key in ("train", "tokenizer"):
         if key not in doc:
@@ -138,6 +151,20 @@ def check_trial(cfg: TrialConfig, data: TrialData, workers: int) -> None:
     cfg.check_data(data.n_train, has_labels=data.n_classes > 0)
     if cfg.schedule.kind == "two_stage" and cfg.schedule.pseudo_captions and not data.has_captions:
         raise ValueError("schedule.pseudo_captions=true needs a `captions` column in the training shards")
+
+
+def check_resume(path: str, flag: str = "resume_from") -> None:
+    """`path` (local or any pyarrow URI) is a train-loop checkpoint folder.
+
+    Raises:
+        FileNotFoundError: naming `flag`, the path and what it should hold.
+    """
+    fs, root = pyarrow.fs.FileSystem.from_uri(absolute_path(path))
+    if fs.get_file_info(f"{root}/{CHECKPOINT_FILE}").type != pyarrow.fs.FileType.File:
+        raise FileNotFoundError(
+            f"{flag} {path!r}: no checkpoint there ({CHECKPOINT_FILE} missing); allowed: a checkpoint folder of "
+            "an earlier run, e.g. STORAGE/NAME/checkpoint_000002"
+        )
 
 
 def needs_views(cfg: TrialConfig) -> bool:
@@ -263,6 +290,8 @@ def run_trial(
         ValueError: bad input, before any worker starts.
     """
     check_trial(cfg, data, workers)
+    if resume_from is not None:
+        check_resume(resume_from)
     suite = suite or data.default_suite()
     if suite is not None:
         suite.check()

@@ -182,7 +182,7 @@ def _train_config(tmp_path, corpus, suite) -> str:
 def test_a_paper10_trial_config_is_checked_before_ray(tmp_path, small_corpus, fixtures):
     with pytest.raises(ValueError, match=r"suite\.roots\.pets=.*oxford-iiit-pet/images does not exist"):
         load_train_config(_train_config(tmp_path, small_corpus, {"name": "paper10", "roots": {"pets": str(tmp_path)}}))
-    with pytest.raises(ValueError, match=r"unknown field suite\.tiers; allowed: cheap_retrieval_size, cheap_size, name, roots, seed, tier"):
+    with pytest.raises(ValueError, match=r"unknown field suite\.tiers; did you mean tier\? allowed: cheap_retrieval_size, cheap_size, name, roots, seed, tier"):
         load_train_config(_train_config(tmp_path, small_corpus, {"name": "paper10", "tiers": "full"}))
     with pytest.raises(ValueError, match=r"suite\.heldout is not a suite field; the held-out split is data\.heldout"):
         load_train_config(_train_config(tmp_path, small_corpus, {"heldout": str(tmp_path)}))

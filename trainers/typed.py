@@ -9,8 +9,10 @@ str, Optional, dict[str, X], nested dataclass); each `Section` then checks its o
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
+from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -23,6 +25,25 @@ def check_range(path: str, value: float, low: float | None = None, high: float |
         lo = "" if low is None else (f"> {low}" if strict_low else f">= {low}")
         hi = "" if high is None else f"<= {high}"
         raise ValueError(f"{path}={value!r}; allowed: a number {' and '.join(p for p in (lo, hi) if p)}")
+
+
+def unknown_field(dotted: str, allowed: Iterable[str], what: str = "field") -> str:
+    """The message for a misspelt field: its path, the nearest allowed name, and all of them."""
+    allowed = sorted(allowed)
+    return f"unknown {what} {dotted}; {did_you_mean(dotted, allowed)}allowed: {', '.join(allowed)}"
+
+
+def did_you_mean(typed: str, allowed: Iterable[str]) -> str:
+    """"did you mean X? " for the allowed name nearest to `typed` (compared as dotted names when
+    the allowed ones are, else by the last part of `typed`), or "" when none is close."""
+    allowed = list(allowed)
+    if not any("." in a for a in allowed):
+        typed = typed.rsplit(".", 1)[-1]
+    else:  # `search_space.objective.temprature` against `objective.temperature`
+        depth = max(a.count(".") for a in allowed) + 1
+        typed = ".".join(typed.split(".")[-depth:])
+    near = difflib.get_close_matches(typed, allowed, n=1, cutoff=0.6)
+    return f"did you mean {near[0]}? " if near else ""
 
 
 @functools.cache
@@ -62,8 +83,7 @@ def build(cls: type, data: Any, path: str, removed: dict[str, str] | None = None
             raise ValueError(f"{dotted} was removed: {removed[dotted]}")
     unknown = sorted(set(map(str, data)) - known)
     if unknown:
-        where = f"{path}." if path else ""
-        raise ValueError(f"unknown field {where}{unknown[0]}; allowed: {', '.join(sorted(known))}")
+        raise ValueError(unknown_field(f"{path}.{unknown[0]}" if path else unknown[0], known))
     kwargs = {}
     for name, value in data.items():
         dotted = f"{path}.{name}" if path else name

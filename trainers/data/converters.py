@@ -8,23 +8,25 @@ Layouts:
                rows for one file give it several captions
 
 Images are stored as found (no re-encoding) after a full decode; missing or corrupt files are
-skipped and counted, never fatal. Input whose structure is wrong raises `DataFormatError`
-before anything is written.
+skipped and counted. Input whose structure is wrong, an output folder that already holds files
+(without `overwrite`), or input of which no image can be read raises `DataFormatError` before
+anything is written or removed.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
-from .shards import DataFormatError, ShardWriter, write_manifest
+from .shards import MANIFEST_NAME, DataFormatError, ShardWriter, write_manifest
 from .transforms import decode_image
 
 logger = logging.getLogger(__name__)
@@ -100,6 +102,10 @@ def karpathy_items(split_json: str, image_dir: str, splits: Sequence[str] | None
     doc = _load_json(split_json)
     images = _require_list(doc, "images", split_json, expected)
     dataset = str(doc.get("dataset", "karpathy"))
+    if splits is not None:
+        present = sorted({str(image.get("split")) for image in images if isinstance(image, dict)})
+        if unknown := [s for s in splits if s not in present]:
+            raise DataFormatError(f"split={unknown[0]!r}: {split_json} has no such split; allowed: {', '.join(present)}")
     items = []
     for i, image in enumerate(images):
         try:
@@ -122,7 +128,16 @@ def folder_items(image_dir: str, captions_csv: str) -> list[Item]:
     """Items of an image folder and a `file,caption[,label]` CSV, in order of first appearance."""
     if not os.path.isfile(captions_csv):
         raise DataFormatError(f"{captions_csv}: no such file")
-    with open(captions_csv, newline="") as f:
+    try:
+        return _read_captions_csv(image_dir, captions_csv)
+    except UnicodeDecodeError as e:
+        raise DataFormatError(
+            f"{captions_csv}: not UTF-8 text ({e.reason} at byte {e.start}); save the CSV as UTF-8"
+        ) from None
+
+
+def _read_captions_csv(image_dir: str, captions_csv: str) -> list[Item]:
+    with open(captions_csv, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         missing = [name for name in ("file", "caption") if name not in header]
@@ -145,13 +160,29 @@ def folder_items(image_dir: str, captions_csv: str) -> list[Item]:
 
 
 def write_items(
-    items: Iterable[Item],
+    items: Sequence[Item],
     out_dir: str,
     source: str,
     rows_per_shard: int = 4096,
     progress: Callable[[int], None] | None = None,
+    overwrite: bool = False,
 ) -> ConversionSummary:
-    """Reads and checks each item's image, writes the good ones as shards, counts the rest."""
+    """Reads and checks each item's image, writes the good ones as shards, counts the rest.
+
+    Args:
+        overwrite: replace the shards and manifest `out_dir` already holds (else it must be
+            empty or new: a partial overwrite would mix old shards with the new manifest).
+
+    Raises:
+        DataFormatError: `out_dir` holds files and `overwrite` is false; no listed image
+            exists; or every image is corrupt (nothing is left written then).
+    """
+    _check_output(out_dir, overwrite)
+    if not any(os.path.isfile(item.path) for item in items):
+        first = items[0].path if items else "(the input lists no image)"
+        raise DataFormatError(f"no image of the {len(items)} listed exists (first expected: {first}); nothing written")
+    if overwrite:
+        _remove_shards(out_dir)
     summary = ConversionSummary(source, out_dir)
     writer = ShardWriter(out_dir, rows_per_shard)
     for item in items:
@@ -174,6 +205,9 @@ def write_items(
         summary.captions += len(item.captions)
     summary.shards = writer.close()
     summary.rows = writer.rows_written
+    if summary.rows == 0:
+        _remove_shards(out_dir)
+        raise DataFormatError(f"all {len(summary.corrupt)} images that exist are corrupt (first: {summary.corrupt[0]}); nothing written")
     write_manifest(
         out_dir,
         {
@@ -185,3 +219,22 @@ def write_items(
         },
     )
     return summary
+
+
+def _check_output(out_dir: str, overwrite: bool) -> None:
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise DataFormatError(f"out={out_dir!r} is a file; allowed: a new or empty folder")
+    held = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []
+    if held and not overwrite:
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        raise DataFormatError(
+            f"out={out_dir!r} already holds {len(held)} entries ({shown}); nothing written; allowed: a new or empty "
+            "folder, or --overwrite to replace the shards there"
+        )
+
+
+def _remove_shards(out_dir: str) -> None:
+    """Removes every shard (the loader reads `*.parquet` at any depth) and the manifest."""
+    for path in glob.glob(os.path.join(out_dir, "**", "*.parquet"), recursive=True) + [os.path.join(out_dir, MANIFEST_NAME)]:
+        if os.path.isfile(path):
+            os.remove(path)

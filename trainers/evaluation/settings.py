@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..typed import Section, build
+from ..typed import Section, build, unknown_field
 from .datasets import DATASETS, check_root
 
 
@@ -40,7 +40,7 @@ class SuiteSettings(Section):
                 raise ValueError(f"{path}.heldout is not a suite field; the held-out split is data.heldout")
             allowed = sorted(f.name for f in dataclasses.fields(cls) if f.name != "heldout")
             if unknown := sorted(set(map(str, doc)) - set(allowed)):
-                raise ValueError(f"unknown field {path}.{unknown[0]}; allowed: {', '.join(allowed)}")
+                raise ValueError(unknown_field(f"{path}.{unknown[0]}", allowed))
         return build(cls, {} if doc is None else doc, path)
 
     @classmethod

@@ -1,0 +1,239 @@
+"""A corpus of the mistakes users make, each of which must end in one clear error line.
+
+Every case runs the real CLI (`main`) in this process and must: exit non-zero, print no
+traceback, name the field or path, the value and what is allowed, and stop before Ray starts
+(a tripwire on every way the CLI starts Ray fails the test otherwise) and before any MLflow run
+is created (the case's SQLite store is never written).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import ray
+import yaml
+
+from clipsweep.orchestrator import api, cli, trial
+from clipsweep.trainers.data.synthetic import SyntheticCorpus
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: the files it writes (spec edits or raw text), the command, and what the
+    error must say (`{tmp}` in any of them is the case's folder)."""
+
+    id: str
+    argv: list[str]
+    says: tuple[str, ...]
+    spec: dict[str, Any] | None = None  # deep-merged into the valid base spec, written to {tmp}/spec.yaml
+    files: dict[str, str] = field(default_factory=dict)  # raw files, relative to {tmp}
+    setup: Callable[[str], None] | None = None
+
+
+def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in change.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _base_spec(corpus: SyntheticCorpus, tmp: str) -> dict[str, Any]:
+    return {
+        "name": "bad-input",
+        "data": {"train": corpus.split_dir("train"), "tokenizer": corpus.tokenizer_dir, "heldout": corpus.split_dir("heldout")},
+        "trial": {"optim": {"epochs": 2, "batch_size": 32}},
+        "search_space": {
+            "objective": {
+                "logit_transform": {"type": "choice", "values": ["identity", "sine"]},
+                "temperature": {"type": "loguniform", "low": 0.03, "high": 0.1},
+            }
+        },
+        "search": {"num_samples": 2},
+        "storage_path": f"{tmp}/results",
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp}/mlruns.db"},
+    }
+
+
+def _sweep_json(tmp: str) -> None:
+    os.makedirs(f"{tmp}/sweep")
+    with open(f"{tmp}/sweep/clipsweep_sweep.json", "w") as f:
+        f.write('{"tracking_uri": "sqlite:///x.db", "mlflow_parent')
+
+
+def _shards_folder(tmp: str) -> None:
+    os.makedirs(f"{tmp}/imgs")
+    with open(f"{tmp}/imgs/captions.csv", "wb") as f:
+        f.write("file,caption\nà.jpg,caf\xe9 au lait\n".encode("latin-1"))
+
+
+SPEC = ["validate", "{tmp}/spec.yaml"]
+TRAIN = ["train", "{tmp}/train.yaml", "--storage", "{tmp}/runs"]
+
+CASES = [
+    # --- the sweep spec -------------------------------------------------------------------
+    Case("knob-typo", SPEC, ("search_space.objective.temprature", "did you mean objective.temperature"),
+         spec={"search_space": {"objective": {"temprature": {"type": "uniform", "low": 0.03, "high": 0.1}}}}),
+    Case("bad-choice", SPEC, ("search_space.objective.logit_transform.values[1]", "'sinus'", "allowed: identity, sine"),
+         spec={"search_space": {"objective": {"logit_transform": {"type": "choice", "values": ["identity", "sinus"]}}}}),
+    Case("low-above-high", SPEC, ("search_space.objective.temperature.low=0.5", "allowed: low <= high"),
+         spec={"search_space": {"objective": {"temperature": {"type": "loguniform", "low": 0.5, "high": 0.1}}}}),
+    Case("top-level-typo", SPEC, ("unknown field serach", "did you mean search"), spec={"serach": {"num_samples": 3}}),
+    Case("lr-as-text", SPEC, ("trial.optim.lr='2e-3'", "YAML reads 2e-3 as text"),
+         files={"spec.yaml": "name: x\ntrial: {optim: {lr: 2e-3}}\nsearch_space: {objective: {temperature: {type: uniform, low: 0.03, high: 0.1}}}\n"}),
+    Case("infinite-number", SPEC, ("search_space.objective.temperature.high=inf", "a finite number"),
+         files={"spec.yaml": "name: x\nsearch_space: {objective: {temperature: {type: uniform, low: 0.03, high: 1.0e+400}}}\n"}),
+    Case("infinite-trial-value", SPEC, ("trial.optim.weight_decay=inf", "finite"),
+         files={"spec.yaml": "name: x\ntrial: {optim: {weight_decay: 1.0e+400}}\nsearch_space: {objective: {temperature: {type: uniform, low: 0.03, high: 0.1}}}\n"}),
+    Case("tab-indent", SPEC, ("spec.yaml", "line 3", "indent with spaces"),
+         files={"spec.yaml": "name: x\nsearch_space:\n\tobjective: {}\n"}),
+    Case("malformed-yaml", SPEC, ("spec.yaml", "line 3", "malformed YAML"), files={"spec.yaml": "name: x\ntrial: {optim: [\n"}),
+    Case("yaml-list", SPEC, ("spec.yaml", "must be a mapping", "list"), files={"spec.yaml": "- name: x\n"}),
+    Case("spec-is-folder", ["validate", "{tmp}"], ("{tmp}", "Is a directory")),
+    Case("spec-missing", ["validate", "{tmp}/nope.yaml"], ("{tmp}/nope.yaml", "No such file")),
+    Case("name-escapes", SPEC, ("name='../x'", "a plain folder name"), spec={"name": "../x"}),
+    Case("name-nested", SPEC, ("name='a/b'", "a plain folder name"), spec={"name": "a/b"}),
+    Case("storage-is-file", SPEC, ("storage_path=", "is a file", "allowed: a writable folder"),
+         spec={"storage_path": "{tmp}/a-file"}, files={"a-file": "x"}),
+    Case("storage-unwritable", SPEC, ("storage_path='/proc/x'", "allowed: a writable folder"), spec={"storage_path": "/proc/x"}),
+    Case("storage-scheme", SPEC, ("storage_path='nosuchfs://b'", "no filesystem for nosuchfs://"), spec={"storage_path": "nosuchfs://b"}),
+    Case("gpu-without-gpu", SPEC, ("resources.gpus_per_worker=1", "no GPU"), spec={"resources": {"gpus_per_worker": 1}}),
+    Case("batch-range-above-data", SPEC, ("search_space.optim.batch_size.high=4096", "at most the", "training items"),
+         spec={"search_space": {"optim": {"batch_size": {"type": "int", "low": 32, "high": 4096}}}}),
+    Case("batch-choice-above-data", SPEC, ("search_space.optim.batch_size.values[1]=2048", "training items"),
+         spec={"search_space": {"optim": {"batch_size": {"type": "choice", "values": [32, 2048]}}}}),
+    Case("clusters-range-above-data", SPEC, ("search_space.negatives.n_clusters_image.high=5000", "training items"),
+         spec={"trial": {"negatives": {"weighting": "cluster_mask"}},
+               "search_space": {"negatives": {"n_clusters_image": {"type": "int", "low": 10, "high": 5000}}}}),
+    Case("when-value-never-drawn", SPEC, ("when.objective.logit_transform", "'sigmoid_centered'", "can draw: identity, sine"),
+         spec={"search_space": {"objective": {"omega": {"type": "uniform", "low": 0.5, "high": 1.5,
+                                                        "when": {"objective.logit_transform": ["sine", "sigmoid_centered"]}}}}}),
+    Case("when-field-typo", SPEC, ("objective.logit_transfrom;", "did you mean objective.logit_transform"),
+         spec={"search_space": {"objective": {"omega": {"type": "uniform", "low": 0.5, "high": 1.5,
+                                                        "when": {"objective.logit_transfrom": ["sine"]}}}}}),
+    Case("point-field-typo", SPEC, ("points_to_evaluate[0]: unknown field objective.temprature", "did you mean objective.temperature"),
+         spec={"points_to_evaluate": [{"objective.temprature": 0.05}]}),
+    Case("grace-above-max-t", SPEC, ("scheduler.grace_period=5", "allowed: 1 to max_t=2"), spec={"scheduler": {"grace_period": 5}}),
+    Case("mlflow-no-server", SPEC, ("mlflow.tracking_uri='http://127.0.0.1:9'", "no MLflow server answers"),
+         spec={"mlflow": {"tracking_uri": "http://127.0.0.1:9"}}),
+    Case("data-train-missing", SPEC, ("data.train=", "{tmp}/nowhere", "does not exist"), spec={"data": {"train": "{tmp}/nowhere"}}),
+    Case("data-key-typo", SPEC, ("unknown field data.tokeniser", "did you mean tokenizer"), spec={"data": {"tokeniser": "x"}}),
+    Case("paper10-root-missing", SPEC, ("suite.roots.dtd='{tmp}/none'", "DTD is expected as"),
+         spec={"suite": {"name": "paper10", "roots": {"dtd": "{tmp}/none"}}}),
+    # --- one trial: `clipsweep train` --------------------------------------------------------
+    Case("train-malformed-yaml", TRAIN, ("train.yaml", "line 2", "malformed YAML"), files={"train.yaml": "trial: {optim: [\n"}),
+    Case("train-yaml-list", TRAIN, ("train.yaml", "must be a mapping"), files={"train.yaml": "- trial\n"}),
+    Case("train-config-folder", ["train", "{tmp}", "--storage", "{tmp}/runs"], ("{tmp}", "Is a directory")),
+    Case("train-unknown-key", TRAIN, ("unknown field trail", "did you mean trial"), files={"train.yaml": "trail: {}\n"}),
+    Case("train-bad-knob", TRAIN, ("trial.objective.logit_transform='sinus'", "allowed:"),
+         files={"train.yaml": "trial: {objective: {logit_transform: sinus}}\n"}),
+    Case("train-infinite", TRAIN, ("trial.optim.lr=inf", "finite"), files={"train.yaml": "trial: {optim: {lr: 1.0e+400}}\n"}),
+    Case("train-tab", TRAIN, ("train.yaml", "indent with spaces"), files={"train.yaml": "trial:\n\toptim: {}\n"}),
+    Case("train-resume-missing", ["train", "--resume", "{tmp}/no-checkpoint", "--storage", "{tmp}/runs"],
+         ("--resume", "{tmp}/no-checkpoint", "no checkpoint")),
+    Case("train-zero-workers", ["train", "--workers", "0", "--storage", "{tmp}/runs"], ("workers=0", "allowed: >= 1")),
+    # --- data commands ----------------------------------------------------------------------
+    Case("csv-not-utf8", ["data", "convert", "folder", "--images", "{tmp}/imgs", "--out", "{tmp}/out"],
+         ("{tmp}/imgs/captions.csv", "UTF-8"), setup=_shards_folder),
+    Case("convert-images-wrong", ["data", "convert", "folder", "--images", "{tmp}/imgs", "--captions-csv", "{tmp}/c.csv",
+                                  "--out", "{tmp}/out"], ("no image", "{tmp}/imgs", "nothing written"),
+         files={"c.csv": "file,caption\na.jpg,a cat\nb.jpg,a dog\n"}),
+    Case("tokenizer-no-shards", ["data", "tokenizer", "{tmp}/none", "--out", "{tmp}/tok"], ("{tmp}/none",)),
+    # --- the CLI ------------------------------------------------------------------------------
+    Case("resume-with-spec", ["run", "{tmp}/spec.yaml", "--resume", "{tmp}"], ("--resume", "drop the spec argument")),
+    Case("resume-nothing-there", ["run", "--resume", "{tmp}"], ("{tmp}", "not a clipsweep sweep")),
+    Case("leaderboard-file", ["leaderboard", "{tmp}/spec.yaml"], ("{tmp}/spec.yaml", "a file", "allowed:")),
+    Case("leaderboard-corrupt-record", ["leaderboard", "{tmp}/sweep"], ("{tmp}/sweep/clipsweep_sweep.json", "not valid JSON"),
+         setup=_sweep_json),
+    Case("leaderboard-unknown-run", ["leaderboard", "0123456789abcdef0123456789abcdef", "--tracking-uri", "sqlite:///{tmp}/mlruns.db"],
+         ("0123456789abcdef0123456789abcdef", "{tmp}/mlruns.db", "no such")),
+    Case("leaderboard-no-server", ["leaderboard", "0123456789abcdef0123456789abcdef", "--tracking-uri", "http://127.0.0.1:9"],
+         ("http://127.0.0.1:9", "no MLflow server answers")),
+]  # fmt: skip
+
+
+class RayStarted(AssertionError):
+    """Raised by the tripwire: the command got as far as starting Ray."""
+
+
+@pytest.fixture
+def tripwire(monkeypatch):
+    """Fails the test the moment any path of the CLI would start Ray."""
+
+    def started(*args, **kwargs):
+        raise RayStarted("Ray was started: the bad input was not caught before Ray")
+
+    monkeypatch.setattr(ray, "init", started)
+    monkeypatch.setattr(api, "start_ray", started)
+    monkeypatch.setattr(trial, "ensure_ray", started)
+
+
+def _fill(value: Any, tmp: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{tmp}", tmp)
+    if isinstance(value, dict):
+        return {k: _fill(v, tmp) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, tmp) for v in value]
+    return value
+
+
+def _write_case(case: Case, corpus: SyntheticCorpus, tmp: str) -> None:
+    with open(f"{tmp}/spec.yaml", "w") as f:
+        yaml.safe_dump(_merge(_base_spec(corpus, tmp), _fill(case.spec or {}, tmp)), f)
+    with open(f"{tmp}/train.yaml", "w") as f:
+        yaml.safe_dump({"data": _base_spec(corpus, tmp)["data"]}, f)
+    for name, text in case.files.items():
+        with open(f"{tmp}/{name}", "w") as f:
+            f.write(_fill(text, tmp))
+    if case.setup is not None:
+        case.setup(tmp)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_clear_error_before_ray(case: Case, small_corpus, tmp_path, capsys, tripwire):
+    tmp = str(tmp_path)
+    _write_case(case, small_corpus, tmp)
+    code = cli.main(_fill(case.argv, tmp))
+    out, err = capsys.readouterr()
+    assert code != 0, out
+    assert "Traceback" not in out + err
+    assert err.startswith("error:"), err
+    said = " ".join(err.split())  # rich wraps nothing (soft_wrap), but be safe about spacing
+    for needle in _fill(list(case.says), tmp):
+        assert needle in said, f"{needle!r} not in {said!r}"
+    assert not os.path.exists(f"{tmp}/mlruns.db"), "an MLflow store was written"
+
+
+def test_corpus_has_thirty_cases_over_every_entry_point():
+    assert len(CASES) >= 30
+    assert {c.argv[0] for c in CASES} >= {"validate", "train", "data", "run", "leaderboard"}
+
+
+PREFLIGHT = [c for c in CASES if c.id in ("gpu-without-gpu", "storage-is-file", "name-escapes", "batch-range-above-data")]
+
+
+@pytest.mark.parametrize("case", PREFLIGHT, ids=[c.id for c in PREFLIGHT])
+def test_run_refuses_what_validate_refuses(case: Case, small_corpus, tmp_path, capsys, tripwire):
+    tmp = str(tmp_path)
+    _write_case(case, small_corpus, tmp)
+    assert cli.main(["run", f"{tmp}/spec.yaml"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert _fill(case.says[0], tmp) in err
+    assert not os.path.exists(f"{tmp}/mlruns.db")
+
+
+def test_more_concurrency_than_cores_is_a_warning_not_an_error(small_corpus, tmp_path, capsys, tripwire):
+    tmp = str(tmp_path)
+    spec = _merge(_base_spec(small_corpus, tmp), {"search": {"max_concurrent": 64}, "resources": {"workers_per_trial": 64}})
+    spec["trial"]["optim"]["batch_size"] = 64
+    with open(f"{tmp}/spec.yaml", "w") as f:
+        yaml.safe_dump(spec, f)
+    assert cli.main(["validate", f"{tmp}/spec.yaml"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "warning" in out and "search.max_concurrent=64" in out and f"{os.cpu_count()} CPU cores" in out
+    assert "resources.workers_per_trial=64" in out
+
