@@ -150,14 +150,16 @@ class Sweep:
             experiment = experiment_name(spec)
             tracker = MlflowTracker(spec, experiment, _plan_params(plan))
             result = SweepResult(spec.tracking_uri, tracker.parent_id, experiment, experiment_path(spec, experiment))
-            _write_record(result)  # from now on `--resume` finds the sweep
-            tracker.client.set_tag(tracker.parent_id, PATH_TAG, result.path)
-            tuner = build_tuner(spec, data, plan, experiment, [tracker, *callbacks])
         else:
             result = self.resuming
             tracker = MlflowTracker(spec, result.experiment, parent_id=result.mlflow_parent_run_id)
-            tuner = restore_tuner(spec, data, result.path, [tracker, *callbacks])
         try:
+            if self.resuming is None:
+                _write_record(result)  # from now on `--resume` finds the sweep
+                tracker.client.set_tag(tracker.parent_id, PATH_TAG, result.path)
+                tuner = build_tuner(spec, data, plan, experiment, [tracker, *callbacks])
+            else:
+                tuner = restore_tuner(spec, data, result.path, [tracker, *callbacks])
             with sigterm_as_sigint():
                 grid = tuner.fit()
                 summaries = [_summary(r) for r in grid]
@@ -166,8 +168,11 @@ class Sweep:
                 if not interrupted:  # the search ended: train the finalists' other seeds
                     replicates, interrupted = _train_replicates(result, spec, data, plan, [tracker, *callbacks], console)
                     summaries += replicates
-        except BaseException:  # a second Ctrl-C, or Tune itself failing: nothing stays RUNNING
+        except KeyboardInterrupt:  # a second Ctrl-C: the open runs become KILLED
             tracker.finish([], interrupted=True)
+            raise
+        except BaseException as e:  # Tune, storage or a callback failing: nothing stays RUNNING
+            tracker.fail(e)
             raise
         tracker.finish(summaries, interrupted=interrupted or bool(tracker.open))
         if result.status() == "completed":  # after Ctrl-C: `clipsweep leaderboard` builds it later

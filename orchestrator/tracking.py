@@ -10,6 +10,7 @@ server. All writes go through `MlflowClient` with explicit run ids (no global ac
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -27,6 +28,8 @@ from .search import FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, SCORE, overrides_of
 from .spec import SweepSpec
 from .stores import experiment_id
 from .tune import DRIVER_NODE, REPLICATE_KEY, TRAIN_NODES, end_status, trial_label
+
+logger = logging.getLogger(__name__)
 
 STATUS_TAG = "clipsweep.status"  # completed | stopped_early | failed | killed
 ROLE_TAG = "clipsweep.role"  # baseline | search
@@ -124,9 +127,14 @@ class MlflowTracker(tune.Callback):
                        "scheduler.reduction_factor": spec.scheduler.reduction_factor, "scheduler.max_t": spec.max_t,
                        "suite": f"{spec.suite.name}/{spec.suite.tier}",
                        "failure_config.max_failures": spec.failure_config.max_failures})  # fmt: skip
-        self._log_params(parent.info.run_id, params)
-        self.client.log_dict(parent.info.run_id, spec.search_space_dict(), "search_space.json")
-        self.client.log_text(parent.info.run_id, yaml.safe_dump(spec.to_doc(), sort_keys=False), "sweep.yaml")
+        try:
+            self._log_params(parent.info.run_id, params)
+            self.client.log_dict(parent.info.run_id, spec.search_space_dict(), "search_space.json")
+            self.client.log_text(parent.info.run_id, yaml.safe_dump(spec.to_doc(), sort_keys=False), "sweep.yaml")
+        except BaseException as e:
+            self.parent_id = parent.info.run_id
+            self.fail(e)
+            raise
         return parent.info.run_id
 
     def _reattach(self) -> None:
@@ -260,14 +268,33 @@ class MlflowTracker(tune.Callback):
     def finish(self, trials_table: list[dict[str, Any]], interrupted: bool) -> None:
         """Closes the parent (and any child still open: KILLED, as after Ctrl-C or a trial that
         a resumed sweep did not run again)."""
+        self._kill_open()
+        self.client.log_text(self.parent_id, json.dumps(trials_table, indent=1, default=str), "trials.json")
+        self.client.set_tag(self.parent_id, STATUS_TAG, "killed" if interrupted else "completed")
+        self.client.set_terminated(self.parent_id, "KILLED" if interrupted else "FINISHED")
+
+    def _kill_open(self) -> None:
         for trial_id in sorted(self.open):
             run_id = self.children[trial_id]
             self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, "killed")])
             self.client.set_terminated(run_id, "KILLED")
         self.open.clear()
-        self.client.log_text(self.parent_id, json.dumps(trials_table, indent=1, default=str), "trials.json")
-        self.client.set_tag(self.parent_id, STATUS_TAG, "killed" if interrupted else "completed")
-        self.client.set_terminated(self.parent_id, "KILLED" if interrupted else "FINISHED")
+
+    def fail(self, error: BaseException) -> None:
+        """Closes the sweep after an error of its own (not a trial's): open children KILLED, the
+        parent FAILED with the reason, so that no run stays RUNNING. Best effort: the store may
+        be what failed."""
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        # Tune wraps a callback's error with its traceback: the last line is the error itself
+        reason = (lines[-1] if len(lines) > 1 else f"{type(error).__name__}: {error}")[:500]
+        try:
+            self._kill_open()
+            note = f"**the sweep failed**: `{reason}`; finished trials keep their runs; `clipsweep run --resume` continues it"
+            tags = [RunTag(STATUS_TAG, "failed"), RunTag(REASON_TAG, reason), RunTag(NOTE_TAG, note)]
+            self.client.log_batch(self.parent_id, tags=tags)
+            self.client.set_terminated(self.parent_id, "FAILED")
+        except Exception:  # noqa: BLE001 - the original error is the one to raise
+            logger.exception("could not close the sweep's MLflow runs after: %s", reason)
 
     def _log_best_checkpoint(self, trial_id: str, run_id: str) -> None:
         _, path = self.best.get(trial_id, (None, None))

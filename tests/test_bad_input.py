@@ -16,8 +16,12 @@ from typing import Any
 import pytest
 import ray
 import yaml
+from mlflow.tracking import MlflowClient
+from ray import tune
 
+from clipsweep import Sweep
 from clipsweep.orchestrator import api, cli, trial
+from clipsweep.orchestrator.tracking import REASON_TAG, ROLE_TAG, STATUS_TAG
 from clipsweep.trainers.data.synthetic import SyntheticCorpus
 
 
@@ -237,3 +241,29 @@ def test_more_concurrency_than_cores_is_a_warning_not_an_error(small_corpus, tmp
     assert "warning" in out and "search.max_concurrent=64" in out and f"{os.cpu_count()} CPU cores" in out
     assert "resources.workers_per_trial=64" in out
 
+
+
+class _BrokenCallback(tune.Callback):
+    """A user's callback that raises on the first epoch a trial reports (a trial run is open)."""
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        raise OSError("the disk the user's callback writes to is full")
+
+
+def test_a_sweep_that_fails_after_its_parent_run_exists_leaves_nothing_running(small_corpus, tmp_path, ray_local):
+    tmp = str(tmp_path)
+    spec = _merge(_base_spec(small_corpus, tmp), {"trial": {"optim": {"epochs": 1}}, "search": {"num_samples": 1}})
+    spec["scheduler"] = {"name": "none"}
+    with open(f"{tmp}/spec.yaml", "w") as f:
+        yaml.safe_dump(spec, f)
+    with pytest.raises(Exception, match="disk the user's callback writes to is full"):
+        Sweep.from_yaml(f"{tmp}/spec.yaml").run(callbacks=[_BrokenCallback()])
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlruns.db")
+    runs = client.search_runs([client.get_experiment_by_name("bad-input").experiment_id])
+    by_role = {run.data.tags.get(ROLE_TAG): run for run in runs}
+    assert set(by_role) == {"sweep", "baseline"}  # the parent, and the trial that was running
+    assert [run.info.status for run in runs if run.info.status == "RUNNING"] == []
+    parent = by_role["sweep"]
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags[STATUS_TAG] == "failed" and "disk the user's callback" in parent.data.tags[REASON_TAG]
+    assert by_role["baseline"].info.status == "KILLED"
