@@ -21,7 +21,7 @@ from rich.table import Table
 
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.settings import SuiteSettings
-from clipsweep.trainers.evaluation.synthetic10 import chance_levels
+from clipsweep.trainers.evaluation import paper10, synthetic10
 
 from .spec import SpecError, read_yaml, reject_nonfinite, reject_unknown, trial_config
 from .trial import EpochWatcher, TrialData, absolute_path, check_resume, data_from_doc, epoch_history, run_trial
@@ -97,7 +97,7 @@ def train_command(args: argparse.Namespace, console: Console) -> None:
     if "bench/mean_primary" not in final:
         console.print(f"final loss {final['loss/total']:.4f} (no held-out split, no benchmark)")
         return
-    chance = chance_levels() if suite.name == "synthetic10" else {}
+    chance = synthetic10.chance_levels() if suite.name == "synthetic10" else paper10.chance_levels(suite, tier)
     table = Table(title=f"{suite.name} ({tier} tier) after epoch {final['epoch']}: primary metrics")
     for column in ("task", "primary", "chance"):
         table.add_column(column, justify="left" if column == "task" else "right")

@@ -294,7 +294,7 @@ def run_trial(
         check_resume(resume_from)
     suite = suite or data.default_suite()
     if suite is not None:
-        suite.check()
+        suite.check(images=False)  # every image was checked by the caller's preflight
     ensure_ray(workers, cpus_per_worker, quiet)
     name = name or time.strftime("trial-%Y%m%d-%H%M%S")
     if gpus_per_worker is None:  # ask the cluster: a Tune trial's own process sees no GPU

@@ -26,6 +26,24 @@ def ray_local():
     ray.shutdown()
 
 
+class RayStarted(AssertionError):
+    """Raised by the `no_ray` tripwire: the code under test got as far as starting Ray."""
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fails the test the moment any path of clipsweep would start (or join) Ray: for checks
+    that must refuse bad input before Ray starts."""
+    from clipsweep.orchestrator import api, trial
+
+    def started(*args, **kwargs):
+        raise RayStarted("Ray was started: the bad input was not caught before Ray")
+
+    monkeypatch.setattr(ray, "init", started)
+    monkeypatch.setattr(api, "start_ray", started)
+    monkeypatch.setattr(trial, "ensure_ray", started)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "ray_local" in getattr(item, "fixturenames", ()):

@@ -2,7 +2,7 @@
 
 Every case runs the real CLI (`main`) in this process and must: exit non-zero, print no
 traceback, name the field or path, the value and what is allowed, and stop before Ray starts
-(a tripwire on every way the CLI starts Ray fails the test otherwise) and before any MLflow run
+(the `no_ray` tripwire fails the test otherwise) and before any MLflow run
 is created (the case's SQLite store is never written).
 """
 
@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import ray
 import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
 
 from clipsweep import Sweep
-from clipsweep.orchestrator import api, cli, trial
+from clipsweep.orchestrator import api, cli
 from clipsweep.orchestrator.tracking import REASON_TAG, ROLE_TAG, STATUS_TAG
 from clipsweep.trainers.data.synthetic import SyntheticCorpus
 
@@ -159,22 +158,6 @@ CASES = [
 ]  # fmt: skip
 
 
-class RayStarted(AssertionError):
-    """Raised by the tripwire: the command got as far as starting Ray."""
-
-
-@pytest.fixture
-def tripwire(monkeypatch):
-    """Fails the test the moment any path of the CLI would start Ray."""
-
-    def started(*args, **kwargs):
-        raise RayStarted("Ray was started: the bad input was not caught before Ray")
-
-    monkeypatch.setattr(ray, "init", started)
-    monkeypatch.setattr(api, "start_ray", started)
-    monkeypatch.setattr(trial, "ensure_ray", started)
-
-
 def _fill(value: Any, tmp: str) -> Any:
     if isinstance(value, str):
         return value.replace("{tmp}", tmp)
@@ -198,7 +181,7 @@ def _write_case(case: Case, corpus: SyntheticCorpus, tmp: str) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_is_one_clear_error_before_ray(case: Case, small_corpus, tmp_path, capsys, tripwire):
+def test_bad_input_is_one_clear_error_before_ray(case: Case, small_corpus, tmp_path, capsys, no_ray):
     tmp = str(tmp_path)
     _write_case(case, small_corpus, tmp)
     code = cli.main(_fill(case.argv, tmp))
@@ -221,7 +204,7 @@ PREFLIGHT = [c for c in CASES if c.id in ("gpu-without-gpu", "storage-is-file", 
 
 
 @pytest.mark.parametrize("case", PREFLIGHT, ids=[c.id for c in PREFLIGHT])
-def test_run_refuses_what_validate_refuses(case: Case, small_corpus, tmp_path, capsys, tripwire):
+def test_run_refuses_what_validate_refuses(case: Case, small_corpus, tmp_path, capsys, no_ray):
     tmp = str(tmp_path)
     _write_case(case, small_corpus, tmp)
     assert cli.main(["run", f"{tmp}/spec.yaml"]) == 2
@@ -230,7 +213,7 @@ def test_run_refuses_what_validate_refuses(case: Case, small_corpus, tmp_path, c
     assert not os.path.exists(f"{tmp}/mlruns.db")
 
 
-def test_more_concurrency_than_cores_is_a_warning_not_an_error(small_corpus, tmp_path, capsys, tripwire):
+def test_more_concurrency_than_cores_is_a_warning_not_an_error(small_corpus, tmp_path, capsys, no_ray):
     tmp = str(tmp_path)
     spec = _merge(_base_spec(small_corpus, tmp), {"search": {"max_concurrent": 64}, "resources": {"workers_per_trial": 64}})
     spec["trial"]["optim"]["batch_size"] = 64

@@ -223,3 +223,52 @@ def test_parquet_column_of_wrong_type_is_named(tmp_path):
     pq.write_table(pa.table({"id": [1], "image": [b"x"], "caption": ["c"]}), path)
     with pytest.raises(DataFormatError, match=r"column 'id' has type int64; expected string"):
         resolve_shards(str(path))
+
+
+def _snapshot(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_convert_never_overwrites_shards_unless_told_and_then_replaces_them_all(coco, tmp_path, capsys):
+    captions, image_dir, _ = coco
+    out = tmp_path / "out"
+    argv = ["data", "convert", "coco", "--captions", str(captions), "--images", str(image_dir), "--out", str(out)]
+    # The user's own data: 3 shards of 1 row each, one more nested (a conversion writes only part-00000).
+    assert main(argv + ["--rows-per-shard", "1"]) == 0
+    assert len(resolve_shards(str(out))) == 3
+    (out / "extra").mkdir()
+    pq.write_table(pa.table({"id": ["x"], "image": [b"x"], "caption": ["x"]}), out / "extra" / "part-00000.parquet")
+    before = _snapshot(out)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"out='{out}' already holds 5 entries (dataset.json, extra, part-00000.parquet, ...)" in err
+    assert "nothing written" in err and "--overwrite" in err
+    assert _snapshot(out) == before  # refused: not a byte changed
+    assert main(argv + ["--overwrite"]) == 0
+    shards = resolve_shards(str(out))
+    assert [os.path.relpath(p, out) for p in shards] == ["part-00000.parquet"]  # the old shards, nested ones too, are gone
+    manifest = read_manifest(str(out))
+    assert sum(pq.read_metadata(p).num_rows for p in shards) == manifest["rows"] == 3
+    assert manifest["shards"] == ["part-00000.parquet"]
+
+
+def test_an_overwrite_that_fails_keeps_the_old_shards(coco, tmp_path, capsys):
+    captions, image_dir, _ = coco
+    out = tmp_path / "out"
+    assert main(["data", "convert", "coco", "--captions", str(captions), "--images", str(image_dir), "--out", str(out)]) == 0
+    before = _snapshot(out)
+    wrong = ["data", "convert", "coco", "--captions", str(captions), "--images", str(tmp_path), "--out", str(out), "--overwrite"]
+    assert main(wrong) == 2
+    assert "no image of the 5 listed exists" in capsys.readouterr().err
+    assert _snapshot(out) == before
+
+
+def test_an_unknown_split_names_the_splits_there(tmp_path, capsys):
+    doc = {"images": [{"filename": f"{i}.jpg", "split": s, "sentences": [{"raw": "a dog"}]} for i, s in enumerate(["train", "val", "test"])]}
+    (tmp_path / "dataset_flickr30k.json").write_text(json.dumps(doc))
+    argv = ["data", "convert", "flickr30k", "--karpathy-json", str(tmp_path / "dataset_flickr30k.json"), "--images", str(tmp_path)]
+    assert main(argv + ["--split", "tset", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "split='tset'" in err and "has no such split; allowed: test, train, val" in err
+    assert not (tmp_path / "out").exists()

@@ -240,7 +240,7 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo(
             "coco", "MS-COCO (5k test)",
             "ROOT/{dataset_coco.json, val2014/FILE.jpg} (Karpathy split; its filepath is honoured)",
-            ("dataset_coco.json",), "mean_R@1", _karpathy("coco", "dataset_coco.json", ""),
+            ("dataset_coco.json", "val2014"), "mean_R@1", _karpathy("coco", "dataset_coco.json", ""),
         ),
     )
 }
@@ -257,6 +257,30 @@ def check_root(name: str, root: str) -> None:
             raise ValueError(
                 f"suite.roots.{name}={root!r}: {path} does not exist; {info.title} is expected as {info.layout}"
             )
+
+
+# The torchvision attribute that lists a dataset's test image files (the other sets are pickles or HDF5).
+_IMAGE_FILES = {"food101": "_image_files", "fgvc_aircraft": "_image_files", "pets": "_images",
+                "flowers102": "_image_files", "dtd": "_image_files"}  # fmt: skip
+
+
+def check_images(name: str, root: str) -> None:
+    """Raises `ValueError` when an image of the test split under `root` is not a file, naming the
+    dataset, how many are missing, the first of them and the layout (before any training)."""
+    data = load_dataset(name, root)
+    if isinstance(data, RetrievalSet):
+        paths = data.paths
+    elif name in _IMAGE_FILES:
+        paths = [str(p) for p in getattr(data.source, _IMAGE_FILES[name])]
+    else:
+        return  # the files `check_root` found hold the images
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        info = DATASETS[name]
+        raise ValueError(
+            f"suite.roots.{name}={root!r}: {len(missing)} of the {len(paths)} test images are missing, first "
+            f"{', '.join(missing[:3])}; {info.title} is expected as {info.layout}"
+        )
 
 
 def load_dataset(name: str, root: str) -> ClassificationSet | RetrievalSet:

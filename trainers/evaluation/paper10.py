@@ -18,12 +18,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.transforms import square_pixels
-from .datasets import DATASETS, ClassificationSet, RetrievalSet, load_dataset
+from .datasets import DATASETS, ClassificationSet, RetrievalSet, load_dataset, prompts
 from .metrics import ItemScores
 from .settings import SuiteSettings
 from .tasks import encode_pixels, evaluating, score_retrieval, score_zero_shot, text_encoder
 
-TASK_NAMES = tuple(DATASETS)
 _SMALL = 256  # below this many images, decoding in the calling process beats starting workers
 
 
@@ -74,6 +73,20 @@ def load_paper10(settings: SuiteSettings, tier: str) -> dict[str, TierSet]:
             indices = np.sort(rng.permutation(len(data))[: settings.cheap_retrieval_size])
         sets[name] = TierSet(data, indices)
     return sets
+
+
+def chance_levels(settings: SuiteSettings, tier: str) -> dict[str, float]:
+    """Expected primary metric of a random model on each configured dataset: 1 / classes for
+    accuracy and for mean per-class recall (2 classes: PCam 0.5); 1 / images for retrieval R@1
+    (one image of the tier is right for a caption, and a right caption is 1 image's 5 of 5N)."""
+    levels = {}
+    for name, root in settings.roots.items():
+        if DATASETS[name].retrieval:
+            n = len(load_dataset(name, root))
+            levels[name] = 1 / (min(n, settings.cheap_retrieval_size) if tier == "cheap" else n)
+        else:
+            levels[name] = 1 / len(prompts()[name]["classes"])
+    return levels
 
 
 class _Pixels(Dataset):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..typed import Section, build, unknown_field
-from .datasets import DATASETS, check_root
+from .datasets import DATASETS, check_images, check_root
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,13 @@ class SuiteSettings(Section):
         """These settings scoring synthetic10 on `heldout` (known once the data is built)."""
         return dataclasses.replace(self, heldout=heldout)
 
-    def check(self) -> None:
-        """Raises `ValueError` naming the field when the suite cannot be loaded as configured."""
+    def check(self, images: bool = True) -> None:
+        """Raises `ValueError` naming the field when the suite cannot be loaded as configured.
+
+        Args:
+            images: also check that every test image of every paper10 split is a file (one
+                stat per image; the preflight does it once, a trial need not again).
+        """
         if self.name == "synthetic10" and self.heldout is None:
             raise ValueError("data.heldout is missing; the synthetic10 suite scores trials on the held-out split")
         if self.name == "paper10":
@@ -64,6 +69,8 @@ class SuiteSettings(Section):
                 raise ValueError(f"suite.roots is empty; paper10 needs at least one of: {', '.join(DATASETS)}")
             for name, root in self.roots.items():
                 check_root(name, root)
+                if images:
+                    check_images(name, root)
 
     def skipped(self) -> list[str]:
         """The paper10 datasets that are not configured (reported, never silently dropped)."""
