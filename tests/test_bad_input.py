@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from clipsweep import Sweep
-from clipsweep.orchestrator import api, cli
+from clipsweep.orchestrator import cli
 from clipsweep.orchestrator.tracking import REASON_TAG, ROLE_TAG, STATUS_TAG
 from clipsweep.trainers.data.synthetic import SyntheticCorpus
 
