@@ -18,8 +18,9 @@ from .trial import TrialData, check_trial, data_from_doc
 _PYARROW_MODULES = {"s3": "pyarrow._s3fs", "gs": "pyarrow._gcsfs", "gcs": "pyarrow._gcsfs", "hdfs": "pyarrow._hdfs"}
 
 
-def check_storage(uri: str) -> None:
-    """The storage path's filesystem is installed (no connection is made).
+def check_storage(uri: str, field: str = "storage_path") -> None:
+    """The storage path is a writable local folder (or one that can be created), or a URI whose
+    filesystem is installed (no connection is made).
 
     Raises:
         SpecError: naming the scheme and the package that would provide it.
@@ -28,7 +29,7 @@ def check_storage(uri: str) -> None:
     if scheme in ("file", "local"):
         if problem := _unwritable(os.path.abspath(uri.removeprefix("file://").removeprefix("local://"))):
             raise SpecError(
-                f"storage_path={uri!r}: {problem}; allowed: a writable folder (created if missing) "
+                f"{field}={uri!r}: {problem}; allowed: a writable folder (created if missing) "
                 "or a URI whose filesystem is installed"
             )
         return
@@ -42,7 +43,7 @@ def check_storage(uri: str) -> None:
         fsspec.get_filesystem_class(scheme)
     except (ImportError, ValueError) as e:
         raise SpecError(
-            f"storage_path={uri!r}: no filesystem for {scheme}:// is installed ({e}); "
+            f"{field}={uri!r}: no filesystem for {scheme}:// is installed ({e}); "
             "allowed: a local path or a URI whose fsspec/pyarrow filesystem is installed (e.g. s3fs, gcsfs)"
         ) from None
 

@@ -480,8 +480,9 @@ def _parse_range(
 ) -> Param:
     for end in ("low", "high"):
         value = leaf.get(end)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise SpecError(f"{source}: {path}.{end}={value!r}; allowed: a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            hint = " (YAML reads 1e-4 as text: write 1.0e-4)" if isinstance(value, str) else ""
+            raise SpecError(f"{source}: {path}.{end}={value!r}; allowed: a finite number{hint}")
     low, high = leaf["low"], leaf["high"]
     is_int_field = isinstance(default, int) and not isinstance(default, bool)
     if kind == "int" and not (is_int_field or default is None):

@@ -23,6 +23,7 @@ from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.settings import SuiteSettings
 from clipsweep.trainers.evaluation import paper10, synthetic10
 
+from .preflight import check_storage
 from .spec import SpecError, read_yaml, reject_nonfinite, reject_unknown, trial_config
 from .trial import EpochWatcher, TrialData, absolute_path, check_resume, data_from_doc, epoch_history, run_trial
 
@@ -71,9 +72,14 @@ def load_train_config(path: str | None, epochs: int | None = None) -> tuple[Tria
 
 def train_command(args: argparse.Namespace, console: Console) -> None:
     """Runs `clipsweep train` for parsed arguments."""
-    cfg, data, suite = load_train_config(args.config, args.epochs)
+    # The flags first: they are cheap, and the default data is built on first use.
+    if args.workers < 1:
+        raise ValueError(f"--workers {args.workers}; allowed: >= 1")
+    storage = absolute_path(args.storage or os.path.expanduser(DEFAULT_STORAGE))
+    check_storage(storage, "--storage")
     if args.resume is not None:
         check_resume(args.resume, "--resume")
+    cfg, data, suite = load_train_config(args.config, args.epochs)
     console.print(
         f"training {data.n_train} items with {args.workers} worker(s), global batch {cfg.optim.batch_size}, "
         f"{cfg.optim.epochs} epochs"
@@ -81,7 +87,6 @@ def train_command(args: argparse.Namespace, console: Console) -> None:
     if suite is not None and (note := suite.skipped_note()):
         console.print(note)
     tier = args.tier or (suite.tier if suite is not None else "cheap")
-    storage = absolute_path(args.storage or os.path.expanduser(DEFAULT_STORAGE))
     name = args.name or time.strftime("trial-%Y%m%d-%H%M%S")
     watcher = EpochWatcher(f"{storage}/{name}", lambda line: console.print(line, markup=False, highlight=False))
     watcher.start()

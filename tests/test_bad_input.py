@@ -87,6 +87,8 @@ CASES = [
     Case("top-level-typo", SPEC, ("unknown field serach", "did you mean search"), spec={"serach": {"num_samples": 3}}),
     Case("lr-as-text", SPEC, ("trial.optim.lr='2e-3'", "YAML reads 2e-3 as text"),
          files={"spec.yaml": "name: x\ntrial: {optim: {lr: 2e-3}}\nsearch_space: {objective: {temperature: {type: uniform, low: 0.03, high: 0.1}}}\n"}),
+    Case("range-end-as-text", SPEC, ("search_space.optim.lr.low='1e-4'", "YAML reads 1e-4 as text"),
+         files={"spec.yaml": "name: x\nsearch_space: {optim: {lr: {type: loguniform, low: 1e-4, high: 1.0e-2}}}\n"}),
     Case("infinite-number", SPEC, ("search_space.objective.temperature.high=inf", "a finite number"),
          files={"spec.yaml": "name: x\nsearch_space: {objective: {temperature: {type: uniform, low: 0.03, high: 1.0e+400}}}\n"}),
     Case("infinite-trial-value", SPEC, ("trial.optim.weight_decay=inf", "finite"),
@@ -137,7 +139,8 @@ CASES = [
     Case("train-tab", TRAIN, ("train.yaml", "indent with spaces"), files={"train.yaml": "trial:\n\toptim: {}\n"}),
     Case("train-resume-missing", ["train", "--resume", "{tmp}/no-checkpoint", "--storage", "{tmp}/runs"],
          ("--resume", "{tmp}/no-checkpoint", "no checkpoint")),
-    Case("train-zero-workers", ["train", "--workers", "0", "--storage", "{tmp}/runs"], ("workers=0", "allowed: >= 1")),
+    Case("train-storage-is-file", ["train", "--storage", "{tmp}/spec.yaml"], ("--storage='{tmp}/spec.yaml'", "is a file")),
+    Case("train-zero-workers", ["train", "--workers", "0", "--storage", "{tmp}/runs"], ("--workers 0", "allowed: >= 1")),
     # --- data commands ----------------------------------------------------------------------
     Case("csv-not-utf8", ["data", "convert", "folder", "--images", "{tmp}/imgs", "--out", "{tmp}/out"],
          ("{tmp}/imgs/captions.csv", "UTF-8"), setup=_shards_folder),
