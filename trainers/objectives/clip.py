@@ -31,15 +31,32 @@ def symmetric_infonce(
         log_weights: (B_local, B_global) offsets added to the logits of both directions (the
             pair weights are symmetric in i, j, so one matrix serves rows and columns).
     """
+    cfg = ctx.cfg.objective if transform else None
+    if ctx.group.world_size == 1:
+        return _one_product_infonce(a, b, ctx.logit_scale, cfg, log_weights)
     targets = ctx.targets(a)
     a_all, b_all = ctx.gather(a), ctx.gather(b)
     losses = []
     for rows, cols in ((a, b_all), (b, a_all)):
-        logits = scaled_logits(rows, cols, ctx.logit_scale, ctx.cfg.objective if transform else None)  # (B_local, B_global)
+        logits = scaled_logits(rows, cols, ctx.logit_scale, cfg)  # (B_local, B_global)
         if log_weights is not None:
             logits = logits + log_weights
         losses.append(F.cross_entropy(logits, targets))
     return (losses[0] + losses[1]) / 2
+
+
+def _one_product_infonce(
+    a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor, cfg, log_weights: torch.Tensor | None
+) -> torch.Tensor:
+    """The same loss with one worker: the columns' logits are the rows' transposed, so one
+    product serves both directions (open_clip computes `image @ text.T` and `text @ image.T`:
+    twice the matrix products, forward and backward), and both cross-entropies share its
+    diagonal: CE_rows + CE_cols = mean(lse over rows) + mean(lse over columns) - 2 mean(z_ii)."""
+    logits = scaled_logits(a, b, logit_scale, cfg)
+    if log_weights is not None:
+        logits = logits + log_weights  # symmetric: the same offsets for both directions
+    logits = logits.float()  # logsumexp in fp32 under AMP, as cross_entropy is (a no-op in fp32)
+    return (torch.logsumexp(logits, 1).mean() + torch.logsumexp(logits, 0).mean()) / 2 - logits.diagonal().mean()
 
 
 @register_term("clip")
