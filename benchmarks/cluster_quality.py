@@ -24,9 +24,9 @@ from rich.table import Table
 from sklearn.metrics import adjusted_rand_score
 
 from clipsweep.orchestrator.trial import TrialData, run_trial
+from clipsweep.trainers.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.data.shards import resolve_shards
-from clipsweep.trainers.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
 LABELS = ("shape", "colour", "label")  # label: the (colour, shape) pair, 48 classes
 

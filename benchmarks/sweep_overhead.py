@@ -21,12 +21,12 @@ import time
 
 import yaml
 from mlflow.tracking import MlflowClient
+from plain import in_memory, plain_epochs
 from rich.console import Console
 from rich.table import Table
 
 from clipsweep import Sweep
 from clipsweep.orchestrator.trial import TrialData
-from plain import in_memory, plain_epochs
 
 
 def _space(n: int, trials: int, epochs: int, folder: str) -> str:

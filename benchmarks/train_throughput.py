@@ -18,9 +18,11 @@ import os
 import statistics
 import tempfile
 
+import plain
 import ray
 import ray.train
 import torch
+from plain import in_memory, plain_epochs
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from rich.console import Console
@@ -28,8 +30,6 @@ from rich.table import Table
 
 from clipsweep.orchestrator.trial import TrialData, ensure_ray, epoch_history, run_trial
 from clipsweep.trainers.config import TrialConfig
-import plain
-from plain import in_memory, plain_epochs
 
 
 def plain_loop(cfg: TrialConfig, data: TrialData, epochs: int) -> float:

@@ -37,22 +37,38 @@ from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.suite import flatten
 
 from .finalists import choose_finalists, evaluate_finalists, replicate_configs, with_replicates
+from .importance import param_importances, write_importance
 from .leaderboard import ARTIFACT_DIR, Leaderboard, Scores, load_scores, log_to_runs, rank_scores, save_scores
 from .plots import save_plot, variant_labels
 from .preflight import check_sweep, check_tracking, resource_warnings
 from .report import summary, write_reports
+from .search import SCORE, load_study
 from .spec import SweepSpec
 from .stores import absolute_store
 from .tracking import (
-    NOTE_TAG, OVERRIDES_TAG, PARENT_TAG, REASON_TAG, REPLICATE_OF_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG, TRIAL_ID_TAG,
-    TRIAL_TAG, MlflowTracker,
+    NOTE_TAG,
+    OVERRIDES_TAG,
+    PARENT_TAG,
+    REASON_TAG,
+    REPLICATE_OF_TAG,
+    ROLE_TAG,
+    SEED_TAG,
+    STATUS_TAG,
+    TRIAL_ID_TAG,
+    TRIAL_TAG,
+    MlflowTracker,
 )  # fmt: skip
 from .trial import TrialData, absolute_path
-from .importance import param_importances, write_importance
-from .search import SCORE, load_study
 from .tune import (
-    REPLICATE_KEY, ResourcePlan, build_replicate_tuner, build_tuner, experiment_name, experiment_path,
-    plan_resources, restore_tuner, start_ray,
+    REPLICATE_KEY,
+    ResourcePlan,
+    build_replicate_tuner,
+    build_tuner,
+    experiment_name,
+    experiment_path,
+    plan_resources,
+    restore_tuner,
+    start_ray,
 )  # fmt: skip
 
 logger = logging.getLogger(__name__)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ray import tune
+from ray.tune.experiment import Trial
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-from ray import tune
-from ray.tune.experiment import Trial
 
-from .spec import SweepSpec
 from .search import SCORE, overrides_of
+from .spec import SweepSpec
 from .tune import end_status, trial_label
 
 

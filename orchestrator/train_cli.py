@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from clipsweep.trainers.config import TrialConfig
-from clipsweep.trainers.evaluation.settings import SuiteSettings
 from clipsweep.trainers.evaluation import paper10, synthetic10
+from clipsweep.trainers.evaluation.settings import SuiteSettings
 
 from .preflight import check_storage
 from .spec import SpecError, read_yaml, reject_nonfinite, reject_unknown, trial_config

@@ -23,13 +23,13 @@ import ray.train
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from clipsweep.trainers.checkpoint import CHECKPOINT_FILE, METRICS_FILE, load_metrics
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.data.loading import Preprocess, build_train_dataset
 from clipsweep.trainers.data.scenes import ATTRIBUTES
 from clipsweep.trainers.data.shards import DataFormatError, resolve_shards
 from clipsweep.trainers.data.synthetic import ensure_synthetic
 from clipsweep.trainers.evaluation.settings import SuiteSettings
-from clipsweep.trainers.checkpoint import CHECKPOINT_FILE, METRICS_FILE, load_metrics
 from clipsweep.trainers.train_loop import LoopSettings, train_loop_per_worker
 from clipsweep.trainers.typed import unknown_field
 

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from clipsweep.trainers.checkpoint import CHECKPOINT_FILE, UnsafeCheckpointError, load_checkpoint, load_metrics, save_checkpoint
+from clipsweep.trainers.checkpoint import (
+    CHECKPOINT_FILE,
+    UnsafeCheckpointError,
+    load_checkpoint,
+    load_metrics,
+    save_checkpoint,
+)
 from clipsweep.trainers.evaluation.finalist import load_weights
 
 

@@ -24,10 +24,9 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from sweep_processes import clean_env, sweep_runs, wait_for, write_space
 
 from clipsweep.orchestrator.tracking import DRIVER_NODE_TAG, NODES_TAG, STATUS_TAG
-
-from sweep_processes import clean_env, sweep_runs, wait_for, write_space
 
 BIN = Path(sys.executable).parent
 

@@ -14,13 +14,12 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from sweep_processes import alive, descendants, start_clipsweep, sweep_runs, wait_for, write_space
 
 from clipsweep import SweepResult
 from clipsweep.orchestrator.api import sigterm_as_sigint
 from clipsweep.orchestrator.search import load_study
 from clipsweep.orchestrator.tracking import NODES_TAG, STATUS_TAG
-
-from sweep_processes import alive, descendants, start_clipsweep, sweep_runs, wait_for, write_space
 
 
 def _steps(client: MlflowClient, run_id: str) -> list[int]:

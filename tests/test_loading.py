@@ -85,7 +85,7 @@ def test_streaming_split_gives_every_id_once_per_epoch(small_corpus):
     for _ in range(2):  # two epochs over the same split iterators, as a trainer does
         seen: list[list[str]] = [[], []]
 
-        def consume(rank: int) -> None:
+        def consume(rank: int, seen: list[list[str]] = seen) -> None:
             for batch in torch_batches(consumers[rank], batch_size=50):
                 seen[rank].extend(batch["id"])
 

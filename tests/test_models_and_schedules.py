@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from clipsweep.trainers.config import TrialConfig
+from clipsweep.trainers.data.tokenizer import build_tokenizer, load_tokenizer
+from clipsweep.trainers.data.transforms import drop_tokens
 from clipsweep.trainers.models.dual_encoder import MAX_LOGIT_SCALE, DualEncoder
 from clipsweep.trainers.models.image import build_image_tower
 from clipsweep.trainers.objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 from clipsweep.trainers.objectives.clusters import cluster_hard_order, kmeans
-from clipsweep.trainers.data.tokenizer import build_tokenizer, load_tokenizer
-from clipsweep.trainers.data.transforms import drop_tokens
 from clipsweep.trainers.schedules import param_groups, stage_plan
 
 

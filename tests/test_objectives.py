@@ -11,14 +11,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from objective_cases import CASES, B, global_inputs, run_case
 
 from clipsweep.trainers.config import NegativesConfig, ObjectiveConfig, TrialConfig
 from clipsweep.trainers.objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 from clipsweep.trainers.objectives.arcface import margin_logits
 from clipsweep.trainers.objectives.clusters import pair_log_weights
 from clipsweep.trainers.objectives.logits import TRANSFORMS, scaled_logits
-
-from objective_cases import CASES, B, run_case, global_inputs
 
 SCALE = 1 / 0.07
 

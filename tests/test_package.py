@@ -6,10 +6,10 @@ import ast
 import importlib
 import pkgutil
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import clipsweep
 import clipsweep.orchestrator
@@ -60,9 +60,14 @@ def test_trainers_never_import_orchestrator_tune_or_mlflow(path):
             assert not any(name == f or name.startswith(f + ".") for f in forbidden), f"{path}: imports {name}"
 
 
-def test_ci_runs_the_readme_test_command():
+def test_ci_runs_the_readme_test_command_in_tiers():
     readme = (ROOT / "README.md").read_text()
     commands = re.findall(r"```bash\n(python3\.11 -m venv[^\n]+)\n```", readme)
     assert len(commands) == 2, "README must show exactly two set-up commands"
-    assert commands[1].endswith("pytest -q")
-    assert commands[1] in (ROOT / ".ci" / "run").read_text()
+    setup, run_all = commands[1].rsplit(" && ", 1)
+    assert run_all == "pytest -q"
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    tiers = ['pytest -q -m "not integration"', "pytest -q -m integration"]
+    assert ci[-4:] == [setup, "ruff check .", *tiers]  # lint, fast, integration: together `pytest -q`
+    for tier in tiers:
+        assert f"\n{tier}" in readme, f"README does not show the tier `{tier}`"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from paper10_fixtures import write_paper10
 from torch.utils.data import DataLoader, Dataset
 
 from clipsweep.orchestrator.cli import main
@@ -19,13 +20,11 @@ from clipsweep.orchestrator.trial import checkpoint_metrics
 from clipsweep.trainers.config import ModelConfig, ObjectiveConfig
 from clipsweep.trainers.data.tokenizer import build_tokenizer
 from clipsweep.trainers.data.transforms import normalize, square_pixels
-from clipsweep.trainers.evaluation.datasets import DATASETS, ClassificationSet, check_root, load_dataset, prompts
-from clipsweep.trainers.evaluation.settings import SuiteSettings
 from clipsweep.trainers.evaluation import paper10
+from clipsweep.trainers.evaluation.datasets import DATASETS, ClassificationSet, check_root, load_dataset, prompts
 from clipsweep.trainers.evaluation.paper10 import load_paper10, score_paper10, stratified_subset
+from clipsweep.trainers.evaluation.settings import SuiteSettings
 from clipsweep.trainers.models.dual_encoder import DualEncoder
-
-from paper10_fixtures import write_paper10
 
 N_CLASSES = {"cifar10": 10, "cifar100": 100, "food101": 101, "fgvc_aircraft": 100, "pcam": 2, "pets": 37, "flowers102": 102, "dtd": 47}
 IMAGE_SIZE, MAX_LENGTH = 32, 32

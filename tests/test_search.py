@@ -13,9 +13,13 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from clipsweep.orchestrator.importance import param_importances, write_importance
-
 from clipsweep.orchestrator.search import (
-    FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, SCORE, StudySearcher, drawn_params, load_study,
+    FINAL_STAGE_EPOCH,
+    FINAL_STAGE_SCORE,
+    SCORE,
+    StudySearcher,
+    drawn_params,
+    load_study,
 )  # fmt: skip
 from clipsweep.orchestrator.spec import SweepSpec
 

@@ -30,7 +30,14 @@ from clipsweep.orchestrator.cli import main
 from clipsweep.orchestrator.search import load_study
 from clipsweep.orchestrator.sweep_cli import ranked_table
 from clipsweep.orchestrator.tracking import (
-    OVERRIDES_TAG, PARENT_TAG, REASON_TAG, REPLICATE_OF_TAG, ROLE_TAG, SEED_TAG, STATUS_TAG, TRIAL_TAG,
+    OVERRIDES_TAG,
+    PARENT_TAG,
+    REASON_TAG,
+    REPLICATE_OF_TAG,
+    ROLE_TAG,
+    SEED_TAG,
+    STATUS_TAG,
+    TRIAL_TAG,
 )  # fmt: skip
 
 pytestmark = pytest.mark.usefixtures("ray_local")  # integration: see conftest.py

@@ -60,7 +60,7 @@ def test_splits_share_no_scene_and_ids_are_unique(small_corpus):
 def test_one_attribute_hard_negative_captions_exist(small_corpus):
     """Scenes differing in one attribute exist, and their captions differ in that attribute only."""
     rows = _rows(small_corpus.root, "train")
-    for attribute, values in ATTRIBUTES.items():
+    for attribute in ATTRIBUTES:
         others = [a for a in ATTRIBUTES if a != attribute]
         groups: dict[tuple, list[dict]] = {}
         for row in rows:

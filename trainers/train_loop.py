@@ -28,12 +28,12 @@ import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from . import seeding
+from .checkpoint import load_checkpoint, load_metrics, save_checkpoint
 from .config import TrialConfig
 from .data.epochs import InMemoryTrainingSet, StreamingTrainingShard, TrainingSource
 from .data.loading import Preprocess, to_torch
 from .data.shards import resolve_shards
 from .data.tokenizer import load_tokenizer
-from .checkpoint import load_checkpoint, load_metrics, save_checkpoint
 from .evaluation.metrics import top_k_scores
 from .evaluation.settings import SuiteSettings
 from .evaluation.suite import LoadedSuite, flatten
@@ -428,7 +428,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 trial.load_pseudo_state(saved["pseudo"])  # as mined when the stage began
             else:
                 trial.mine_pseudo_captions()  # with the text tower as it is, frozen for this stage
-        for epoch in range(max(epoch, start_epoch), stage_end):
+        first = max(epoch, start_epoch)
+        for epoch in range(first, stage_end):
             plan = reclustering(cfg, epoch, settings.n_train, bool(trial.assignments), bool(trial.batch_clusters))
             if plan.negatives:
                 trial.recluster(*plan.negatives)

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import ray
 import torch
 
-from .shards import resolve_shards
 from ..seeding import torch_generator
+from .shards import resolve_shards
 from .tokenizer import load_tokenizer
 from .transforms import decode_image, drop_tokens, jitter_colours, normalize, random_resized_crops, square_pixels
 

@@ -17,6 +17,7 @@ from .metrics import ItemScores
 from .settings import SuiteSettings
 from .suite import LoadedSuite
 
+
 def load_weights(directory: str) -> dict[str, torch.Tensor]:
     """The model's state dict from a train-loop checkpoint directory (no optimizer state).
 
