@@ -23,7 +23,7 @@ import ray.train
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from clipsweep.trainers.checkpoint import CHECKPOINT_FILE, METRICS_FILE, load_metrics
+from clipsweep.trainers.checkpoint import CHECKPOINT_FILE, METRICS_FILE
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.data.loading import Preprocess, build_train_dataset
 from clipsweep.trainers.data.scenes import ATTRIBUTES
@@ -352,12 +352,6 @@ def _data_config(in_memory: bool) -> DataConfig:
     options = DataConfig.default_ingest_options()
     options.preserve_order = True
     return DataConfig(execution_options=options)
-
-
-def checkpoint_metrics(run_dir: str) -> list[dict[str, Any]]:
-    """Metrics saved in each checkpoint of a run directory, by epoch (no Ray needed)."""
-    found = [os.path.join(run_dir, d) for d in os.listdir(run_dir) if os.path.isfile(os.path.join(run_dir, d, METRICS_FILE))]
-    return sorted((load_metrics(d) for d in found), key=lambda m: m["epoch"])
 
 
 def epoch_history(result: ray.train.Result) -> list[dict[str, Any]]:

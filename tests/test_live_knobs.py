@@ -59,7 +59,7 @@ MINING = (np.sort(_rng.uniform(0.0, 0.6, (20, 10)))[:, ::-1], _rng.integers(0, 4
 def training_signature(cfg: TrialConfig) -> tuple:
     """What the train loop does with `cfg`, as comparable data."""
     stages = stage_plan(cfg)
-    plan = [(s.name, s.epochs, s.trainable, sorted(s.weights.items()), s.precompute_image) for s in stages]
+    plan = [(s.name, s.epochs, s.trainable, sorted(s.weights.items())) for s in stages]
     clusterings, clustered, batched = [], False, False
     for epoch in range(cfg.optim.epochs):
         step = reclustering(cfg, epoch, N_ITEMS, clustered, batched)

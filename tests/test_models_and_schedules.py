@@ -122,7 +122,7 @@ def test_stage_trains_only_its_parameters(overrides, stage, trained):
 
 def test_stage_plans_split_the_epochs():
     two = stage_plan(TrialConfig.from_dict({"optim": {"epochs": 5}, "schedule": {"kind": "two_stage", "stage1_epochs": 2}}))
-    assert [(s.name, s.epochs, s.precompute_image) for s in two] == [("image", 2, False), ("realign", 3, True)]
+    assert [(s.name, s.epochs, s.trainable[0]) for s in two] == [("image", 2, "image_tower"), ("realign", 3, "text_tower")]
     multi = stage_plan(
         TrialConfig.from_dict({"optim": {"epochs": 4}, "schedule": {"kind": "multi_stage"}, "unimodal": {"image_weight": 0.5}})
     )

@@ -12,11 +12,11 @@ import pytest
 import torch
 import yaml
 from paper10_fixtures import write_paper10
+from run_metrics import checkpoint_metrics
 from torch.utils.data import DataLoader, Dataset
 
 from clipsweep.orchestrator.cli import main
 from clipsweep.orchestrator.train_cli import load_train_config
-from clipsweep.orchestrator.trial import checkpoint_metrics
 from clipsweep.trainers.config import ModelConfig, ObjectiveConfig
 from clipsweep.trainers.data.tokenizer import build_tokenizer
 from clipsweep.trainers.data.transforms import normalize, square_pixels

@@ -6,22 +6,26 @@ import math
 import os
 import pickle
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
+from ray.tune.schedulers import TrialScheduler
 
 from clipsweep.orchestrator.importance import param_importances, write_importance
 from clipsweep.orchestrator.search import (
     FINAL_STAGE_EPOCH,
     FINAL_STAGE_SCORE,
     SCORE,
+    DefineSpace,
     StudySearcher,
     drawn_params,
     load_study,
 )  # fmt: skip
 from clipsweep.orchestrator.spec import SweepSpec
+from clipsweep.orchestrator.tune import SparingBaselineAsha, build_scheduler
 
 
 def _spec(**sections) -> SweepSpec:
@@ -149,3 +153,46 @@ def test_the_study_is_the_latest_sessions_whatever_the_files_times(tmp_path):
         path.write_bytes(pickle.dumps({"study": study}))
         os.utime(path, (1_000_000 - i, 1_000_000 - i))  # the oldest session has the newest time
     assert load_study(str(tmp_path)).trials[0].params == {"x": 2.0}
+
+
+def test_define_space_draws_a_conditional_field_only_where_its_condition_holds():
+    spec = SweepSpec.from_dict({
+        "name": "s",
+        "search_space": {"objective": {
+            "logit_transform": {"type": "choice", "values": ["identity", "sine"]},
+            "omega": {"type": "uniform", "low": 0.5, "high": 1.5, "when": {"objective.logit_transform": ["sine"]}},
+            "temperature": {"type": "loguniform", "low": 0.03, "high": 0.1},
+        }},
+    })  # fmt: skip
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    space = DefineSpace(spec)
+    draws = [space(study.ask()) for _ in range(40)]
+    for drawn in draws:
+        assert ("objective.omega" in drawn) == (drawn["objective.logit_transform"] == "sine")
+        assert 0.03 <= drawn["objective.temperature"] <= 0.1
+        assert list(drawn)[0] == "objective.logit_transform"  # spec order: the condition is drawn first
+    assert {d["objective.logit_transform"] for d in draws} == {"identity", "sine"}
+    assert pickle.loads(pickle.dumps(space)).params == space.params  # Tune pickles the searcher
+
+
+def test_asha_stops_a_trailing_search_trial_but_never_the_baseline():
+    def trial(name: str, role: str) -> SimpleNamespace:
+        return SimpleNamespace(trial_id=name, config={"role": role}, status="RUNNING")
+
+    asha = build_scheduler(_spec(scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2}))
+    assert isinstance(asha, SparingBaselineAsha)
+    leader, baseline, trailing = trial("lead", "search"), trial("base", "baseline"), trial("trail", "search")
+    for t in (leader, baseline, trailing):
+        asha.on_trial_add(None, t)
+    result = lambda score: {FINAL_STAGE_EPOCH: 1, FINAL_STAGE_SCORE: score, "training_iteration": 1}  # noqa: E731
+    assert asha.on_trial_result(None, leader, result(0.9)) == TrialScheduler.CONTINUE
+    # the baseline is below the rung's cut, as the trailing search trial is: only the latter stops
+    assert asha.on_trial_result(None, baseline, result(0.1)) == TrialScheduler.CONTINUE
+    assert asha.on_trial_result(None, trailing, result(0.1)) == TrialScheduler.STOP
+    plain = build_scheduler(_spec(scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2}))
+    searched = trial("base", "search")  # the same trial and scores, were it not the baseline
+    for t in (leader, searched):
+        plain.on_trial_add(None, t)
+    plain.on_trial_result(None, leader, result(0.9))
+    assert plain.on_trial_result(None, searched, result(0.1)) == TrialScheduler.STOP
+    assert build_scheduler(_spec(scheduler={"name": "none"})) is None

@@ -9,10 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from run_metrics import checkpoint_metrics
 
 from clipsweep.orchestrator.cli import main
 from clipsweep.orchestrator.train_cli import load_train_config
-from clipsweep.orchestrator.trial import TrialData, check_trial, checkpoint_metrics, epoch_history, run_trial
+from clipsweep.orchestrator.trial import TrialData, check_trial, epoch_history, run_trial
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.synthetic10 import TASK_NAMES
 

@@ -27,7 +27,6 @@ class Stage:
     epochs: int
     trainable: tuple[str, ...]  # parameter-name prefixes of the model and objective
     weights: dict[str, float]  # loss term -> weight (zero weights are left out)
-    precompute_image: bool = False  # image side frozen: embed the images once per stage
 
 
 def stage_plan(cfg: TrialConfig) -> list[Stage]:
@@ -50,7 +49,7 @@ def stage_plan(cfg: TrialConfig) -> list[Stage]:
         stage1["pseudo_caption"] = schedule.pseudo_weight
     return [
         Stage("image", schedule.stage1_epochs, trainable, stage1),
-        Stage("realign", rest, TEXT_SIDE + ("logit_scale",), {"clip": 1.0}, precompute_image=True),
+        Stage("realign", rest, TEXT_SIDE + ("logit_scale",), {"clip": 1.0}),
     ]
 
 

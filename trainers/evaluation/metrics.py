@@ -8,7 +8,7 @@ product with faiss. Each metric also comes per item (0/1), which is what the boo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import faiss
@@ -108,16 +108,6 @@ def knn_accuracy(
             best = best[[np.argmax([sims[labels == b].sum() for b in best])]]
         hits[i] = float(best[0] == query_labels[i])
     return hits
-
-
-def bootstrap_ci(
-    statistic: Callable[[np.ndarray], float], n_items: int, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile interval of `statistic(indices)` over resamples of the evaluation items."""
-    rng = np.random.default_rng(seed)
-    values = np.array([statistic(rng.integers(0, n_items, n_items)) for _ in range(n_resamples)])
-    tail = (1 - level) / 2 * 100
-    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 
 
 @dataclass(frozen=True)
