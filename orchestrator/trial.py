@@ -23,6 +23,7 @@ import ray.train
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from clipsweep.trainers import startup
 from clipsweep.trainers.checkpoint import CHECKPOINT_FILE, METRICS_FILE
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.data.loading import Preprocess, build_train_dataset
@@ -311,6 +312,7 @@ def run_trial(
         token_drop=cfg.unimodal.token_drop,
     )
     dataset, in_memory = build_train_dataset(data.train, preprocess)
+    startup.mark("dataset_built")
     settings = LoopSettings(
         trial=cfg.to_dict(),
         train=data.train,

@@ -23,6 +23,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from clipsweep.trainers import startup
 from clipsweep.trainers.schedules import stage_plan
 from clipsweep.trainers.train_loop import NODE_KEY
 
@@ -204,6 +205,7 @@ class SparingBaselineAsha(ASHAScheduler):
 
 def train_trial(config: dict[str, Any], spec: SweepSpec, data: TrialData, train_storage: str) -> None:
     """The Tune function trainable: one Ray Train run of the trial's config."""
+    startup.mark("trainable_start", begins=True)
     cfg = spec.config_for(overrides_of(config))
     r = spec.resources
     run_trial(

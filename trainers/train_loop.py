@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import logging
 import math
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from . import seeding
+from . import seeding, startup
 from .checkpoint import load_checkpoint, load_metrics, save_checkpoint
 from .config import TrialConfig
 from .data.epochs import InMemoryTrainingSet, StreamingTrainingShard, TrainingSource
@@ -132,9 +133,11 @@ class Trial:
         self.objective = ContrastiveObjective(
             self.cfg, self.cfg.model.embed_dim, settings.n_classes or None, WorkerGroup.current()
         ).to(self.device)
+        startup.mark("model_built")
         self.modules: dict[str, torch.nn.Module] = {"": self.model, **self.objective.proxies}
         shard = ray.train.get_dataset_shard("train")
         self.data: TrainingSource = InMemoryTrainingSet(shard) if settings.in_memory else StreamingTrainingShard(shard)
+        startup.mark("data_ready")
         self.augment = Preprocess(**settings.augment)
         self.centre = dataclasses.replace(self.augment, train=False, views=False)  # embedding passes: no draw
         self.local_batch = self.cfg.optim.batch_size // self.world
@@ -144,6 +147,7 @@ class Trial:
         self.suite: LoadedSuite | None = None
         if self.rank == 0 and settings.suite:
             self.suite = LoadedSuite(SuiteSettings.from_dict(settings.suite), settings.eval_tier, self.cfg.model.image_size)
+        startup.mark("suite_loaded")
 
     # ---- clusters (paper B) --------------------------------------------------------------
 
@@ -301,6 +305,7 @@ class Trial:
             waited += time.perf_counter() - asked
             if batch is None:
                 break
+            startup.mark("first_batch")
             if self.batch_clusters:
                 spread.append(len({self.batch_clusters.get(i, -1) for i in batch["id"]}))
             terms = self.objective(self._inputs(batch, stage), self.model.logit_scale, stage.weights)
@@ -317,6 +322,7 @@ class Trial:
             if self.cfg.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
             self.scaler.step(optimizer)  # skips the step if fp16 gradients overflowed
+            startup.mark("first_step")
             self.scaler.update()
             scheduler.step()
             self.model.clamp_logit_scale()
@@ -396,6 +402,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # Ray Train logs each report with all its metrics at INFO in this process; the driver's
     # per-epoch line is the progress a person reads.
     logging.getLogger().setLevel(logging.WARNING)
+    if os.environ.get(startup.LOG_ENV):
+        startup.mark("loop_enter", begins=True, process_start=startup.process_start())
     settings = LoopSettings.from_dict(config)
     trial = Trial(settings)
     cfg = trial.cfg
@@ -436,10 +444,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if plan.batches:
                 trial.recluster_batches(plan.batches)
             metrics = {"epoch": epoch + 1, "stage": stage.name, **trial.train_epoch(stage, optimizer, scheduler, params, epoch)}
+            startup.mark("epoch_trained")
             if trial.suite is not None:
                 results, _ = trial.suite.score(trial.model, settings.tokenizer_dir, cfg.model.max_length, trial.device)
                 metrics.update(flatten(results))
+            startup.mark("epoch_scored")
             trial.report(metrics, trial.state(epoch + 1, stage_index, optimizer, scheduler))
+            startup.mark("reported")
         epoch = stage_end
     if saved is not None and start_epoch >= epoch:
         # Restored from the last epoch's checkpoint (the driver died or was stopped after the

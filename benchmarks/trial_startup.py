@@ -1,0 +1,112 @@
+"""Where a trial's start-up goes: the seconds between Tune starting a trial and its first batch.
+
+    python benchmarks/trial_startup.py [--trials 3] [--n 2000]
+
+Runs a sweep of `--trials` one-epoch trials one at a time (W = 1, the demo's resources) with
+CLIPSWEEP_STARTUP_LOG set, so the trial's driver and its Train worker log wall-clock marks
+(`trainers/startup.py`), and reads them back with the MLflow child run's start (when the
+tracker saw Tune start the trial) and its first metric (when the report reached the driver).
+Ray's own phases between our marks are named by what runs there: the Train controller, its
+placement group and the worker actor between "dataset built" and the worker process's start;
+the worker's imports (torch, this package, unpickling the loop's config) and Ray Train's
+process-group set-up between the process's start and the loop's first line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+
+import ray
+import yaml
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+from rich.table import Table
+
+from clipsweep import Sweep
+from clipsweep.trainers.startup import LOG_ENV
+
+# (phase, from mark, to mark): the marks of one trial, in the order they happen.
+PHASES = [
+    ("Tune: trial start -> trainable entered (trial actor)", "trial_start", "trainable_start"),
+    ("driver: checks + Ray Dataset built", "trainable_start", "dataset_built"),
+    ("Train controller + placement group + worker actor", "dataset_built", "process_start"),
+    ("worker: imports + Ray Train + process group", "process_start", "loop_enter"),
+    ("worker: model + objective built", "loop_enter", "model_built"),
+    ("worker: training data ready (in memory: decoded)", "model_built", "data_ready"),
+    ("worker: eval suite loaded", "data_ready", "suite_loaded"),
+    ("worker: first batch", "suite_loaded", "first_batch"),
+    ("worker: first step", "first_batch", "first_step"),
+    ("worker: rest of epoch 1", "first_step", "epoch_trained"),
+    ("worker: cheap-tier evaluation", "epoch_trained", "epoch_scored"),
+    ("worker: checkpoint + report", "epoch_scored", "reported"),
+    ("report reaches the driver's MLflow", "reported", "first_metric"),
+]
+STARTUP = ("trial_start", "first_batch")  # what the trial spends before it trains
+
+
+def _space(n: int, trials: int, folder: str) -> str:
+    doc = {
+        "name": "trial-startup",
+        "data": {"synthetic": {"n": n, "seed": 0}},
+        "trial": {"optim": {"epochs": 1, "batch_size": 128, "warmup_steps": 5}},
+        "search_space": {"objective": {"temperature": {"type": "loguniform", "low": 0.03, "high": 0.1}}},
+        "search": {"num_samples": trials, "seed": 0, "max_concurrent": 1},
+        "scheduler": {"name": "none"},
+        "leaderboard": {"seeds": 1, "finalists": 1},
+        "resources": {"workers_per_trial": 1, "cpus_per_worker": 1, "driver_cpus": 0.5},
+        "storage_path": os.path.join(folder, "results"),
+        "mlflow": {"tracking_uri": f"sqlite:///{folder}/mlruns.db"},
+    }
+    path = os.path.join(folder, "space.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(doc, f)
+    return path
+
+
+def _trials(log: str, result) -> list[dict[str, float]]:
+    """Each trial's marks by name (seconds, wall clock), in start order."""
+    with open(log) as f:
+        marks = sorted((json.loads(line) for line in f), key=lambda m: m["t"])
+    starts = [m["t"] for m in marks if m["event"] == "trainable_start"]
+    client = MlflowClient(tracking_uri=result.tracking_uri)
+    runs = sorted((client.get_run(r) for r in result.trials()["run_id"]), key=lambda run: run.info.start_time)
+    trials = []
+    for i, run in enumerate(runs):
+        end = starts[i + 1] if i + 1 < len(starts) else float("inf")
+        mine = [m for m in marks if starts[i] <= m["t"] < end]  # one trial at a time: its window
+        found = {m["event"]: m["t"] for m in mine}
+        found["process_start"] = next(m["process_start"] for m in mine if m["event"] == "loop_enter")
+        found["trial_start"] = run.info.start_time / 1000
+        found["first_metric"] = min(m.timestamp for m in client.get_metric_history(run.info.run_id, "loss/total")) / 1000
+        trials.append(found)
+    return trials
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2000, help="synthetic scenes (about 90%% train)")
+    parser.add_argument("--trials", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        log = os.path.join(folder, "startup.jsonl")
+        os.environ[LOG_ENV] = log  # before Ray starts: its workers inherit it
+        result = Sweep.from_yaml(_space(args.n, args.trials, folder)).run()
+        trials = _trials(log, result)
+    ray.shutdown()
+    table = Table(title=f"start-up of {len(trials)} one-epoch trials, one at a time, W=1, {os.cpu_count()} cores (seconds)")
+    for column in ("phase", *[f"trial {i}" for i in range(len(trials))], "median"):
+        table.add_column(column, justify="left" if column == "phase" else "right")
+    for name, start, end in [*PHASES, ("start-up: trial start -> first batch", *STARTUP)]:
+        values = [t[end] - t[start] for t in trials]
+        if name.startswith("start-up"):
+            table.add_section()
+        table.add_row(name, *[f"{v:.1f}" for v in values], f"{statistics.median(values):.1f}")
+    Console(width=160).print(table)
+
+
+if __name__ == "__main__":
+    main()
