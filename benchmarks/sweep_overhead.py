@@ -29,8 +29,9 @@ from clipsweep import Sweep
 from clipsweep.orchestrator.trial import TrialData
 
 
-def _space(n: int, trials: int, epochs: int, folder: str) -> str:
-    doc = {
+def space_doc(n: int, trials: int, epochs: int, folder: str) -> dict:
+    """The benchmark's sweep: W = 1 per trial, the demo's resources, storage and MLflow in `folder`."""
+    return {
         "name": "sweep-overhead",
         "data": {"synthetic": {"n": n, "seed": 0}},
         "trial": {"optim": {"epochs": epochs, "batch_size": 128, "warmup_steps": 5}},
@@ -46,6 +47,9 @@ def _space(n: int, trials: int, epochs: int, folder: str) -> str:
         "storage_path": os.path.join(folder, "results"),
         "mlflow": {"tracking_uri": f"sqlite:///{folder}/mlruns.db"},
     }
+
+
+def write_space(doc: dict, folder: str) -> str:
     path = os.path.join(folder, "space.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(doc, f)
@@ -59,7 +63,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        sweep = Sweep.from_yaml(_space(args.n, args.trials, args.epochs, folder))
+        sweep = Sweep.from_yaml(write_space(space_doc(args.n, args.trials, args.epochs, folder), folder))
         started = time.perf_counter()
         result = sweep.run()
         sweep_s = time.perf_counter() - started

@@ -21,10 +21,10 @@ import statistics
 import tempfile
 
 import ray
-import yaml
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 from rich.table import Table
+from sweep_overhead import space_doc, write_space
 
 from clipsweep import Sweep
 from clipsweep.trainers.startup import LOG_ENV
@@ -49,22 +49,11 @@ STARTUP = ("trial_start", "first_batch")  # what the trial spends before it trai
 
 
 def _space(n: int, trials: int, folder: str) -> str:
-    doc = {
-        "name": "trial-startup",
-        "data": {"synthetic": {"n": n, "seed": 0}},
-        "trial": {"optim": {"epochs": 1, "batch_size": 128, "warmup_steps": 5}},
-        "search_space": {"objective": {"temperature": {"type": "loguniform", "low": 0.03, "high": 0.1}}},
-        "search": {"num_samples": trials, "seed": 0, "max_concurrent": 1},
-        "scheduler": {"name": "none"},
-        "leaderboard": {"seeds": 1, "finalists": 1},
-        "resources": {"workers_per_trial": 1, "cpus_per_worker": 1, "driver_cpus": 0.5},
-        "storage_path": os.path.join(folder, "results"),
-        "mlflow": {"tracking_uri": f"sqlite:///{folder}/mlruns.db"},
-    }
-    path = os.path.join(folder, "space.yaml")
-    with open(path, "w") as f:
-        yaml.safe_dump(doc, f)
-    return path
+    """`sweep_overhead`'s sweep with one-epoch trials one at a time, no scheduler, no replicates."""
+    doc = space_doc(n, trials, 1, folder)
+    doc["search"]["max_concurrent"] = 1
+    doc.update(name="trial-startup", scheduler={"name": "none"}, leaderboard={"seeds": 1, "finalists": 1})
+    return write_space(doc, folder)
 
 
 def _trials(log: str, result) -> list[dict[str, float]]:

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
+from specs import spec_doc
 
 from clipsweep import Sweep
 from clipsweep.orchestrator import cli
@@ -45,20 +46,7 @@ def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
 
 
 def _base_spec(corpus: SyntheticCorpus, tmp: str) -> dict[str, Any]:
-    return {
-        "name": "bad-input",
-        "data": {"train": corpus.split_dir("train"), "tokenizer": corpus.tokenizer_dir, "heldout": corpus.split_dir("heldout")},
-        "trial": {"optim": {"epochs": 2, "batch_size": 32}},
-        "search_space": {
-            "objective": {
-                "logit_transform": {"type": "choice", "values": ["identity", "sine"]},
-                "temperature": {"type": "loguniform", "low": 0.03, "high": 0.1},
-            }
-        },
-        "search": {"num_samples": 2},
-        "storage_path": f"{tmp}/results",
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp}/mlruns.db"},
-    }
+    return {**spec_doc(corpus, tmp, name="bad-input", batch_size=32), "search": {"num_samples": 2}}
 
 
 def _sweep_json(tmp: str) -> None:

@@ -6,29 +6,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from specs import spec_doc
 
 from clipsweep.orchestrator.cli import main
 from clipsweep.orchestrator.spec import SpecError, SweepSpec
 from clipsweep.orchestrator.tune import plan_resources
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
-
-
-def _spec_doc(corpus, tmp_path) -> dict:
-    return {
-        "name": "unit",
-        "data": {"train": corpus.split_dir("train"), "tokenizer": corpus.tokenizer_dir, "heldout": corpus.split_dir("heldout")},
-        "trial": {"optim": {"epochs": 2, "batch_size": 64}},
-        "search_space": {
-            "objective": {
-                "logit_transform": {"type": "choice", "values": ["identity", "sine"]},
-                "temperature": {"type": "loguniform", "low": 0.03, "high": 0.1},
-            }
-        },
-        "search": {"num_samples": 4},
-        "storage_path": str(tmp_path / "results"),
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlruns.db"},
-    }
 
 
 def _validate(tmp_path, doc_or_text, capsys) -> tuple[int, str]:
@@ -40,7 +24,7 @@ def _validate(tmp_path, doc_or_text, capsys) -> tuple[int, str]:
 
 
 def test_a_good_spec_validates(small_corpus, tmp_path, capsys):
-    code, out = _validate(tmp_path, _spec_doc(small_corpus, tmp_path), capsys)
+    code, out = _validate(tmp_path, spec_doc(small_corpus, str(tmp_path)), capsys)
     assert code == 0, out
     assert "ok" in out and "4 trials" in out
 
@@ -103,7 +87,7 @@ BAD = [
 
 @pytest.mark.parametrize("dotted, value, message", BAD, ids=[b[0] for b in BAD])
 def test_bad_specs_fail_validation_naming_the_field(small_corpus, tmp_path, capsys, dotted, value, message):
-    code, out = _validate(tmp_path, _set(_spec_doc(small_corpus, tmp_path), dotted, value), capsys)
+    code, out = _validate(tmp_path, _set(spec_doc(small_corpus, str(tmp_path)), dotted, value), capsys)
     assert code == 2
     assert message in out
 
