@@ -238,6 +238,28 @@ def test_vanilla_equals_open_clip_cliploss(two_workers):
             assert torch.allclose(theirs[key], mine[key], atol=1e-6), (rank, key)
 
 
+def test_one_worker_gradients_equal_open_clip_including_the_temperature():
+    """W = 1 takes the fused single-product path: loss and every gradient as open_clip's."""
+    pytest.importorskip("open_clip")
+    from open_clip.loss import ClipLoss
+
+    g = torch.Generator().manual_seed(0)
+    u0, v0 = (F.normalize(torch.randn(64, 32, generator=g), dim=-1) for _ in range(2))
+    grads = []
+    for compute in ("open_clip", "ours"):
+        u, v = u0.clone().requires_grad_(True), v0.clone().requires_grad_(True)
+        log_scale = torch.tensor(math.log(1 / 0.07), requires_grad=True)
+        if compute == "open_clip":
+            loss = ClipLoss()(u, v, log_scale.exp())
+        else:
+            objective = ContrastiveObjective(TrialConfig(), 32, group=WorkerGroup())
+            loss = objective(ObjectiveInputs(u, v), log_scale, {"clip": 1.0})["total"]
+        loss.backward()
+        grads.append((loss.detach(), u.grad, v.grad, log_scale.grad))
+    for theirs, ours in zip(*grads):
+        assert torch.allclose(theirs, ours, atol=1e-6, rtol=1e-5)
+
+
 def test_sine_is_applied_before_the_temperature():
     cfg = ObjectiveConfig(logit_transform="sine", omega=0.8)
     rows, cols = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.3, 0.95]])  # s = 0.3

@@ -50,13 +50,33 @@ def _one_product_infonce(
 ) -> torch.Tensor:
     """The same loss with one worker: the columns' logits are the rows' transposed, so one
     product serves both directions (open_clip computes `image @ text.T` and `text @ image.T`:
-    twice the matrix products, forward and backward), and both cross-entropies share its
-    diagonal: CE_rows + CE_cols = mean(lse over rows) + mean(lse over columns) - 2 mean(z_ii)."""
+    twice the matrix products, forward and backward), and one fused cross-entropy reads it
+    both ways (`_SymmetricCrossEntropy`)."""
     logits = scaled_logits(a, b, logit_scale, cfg)
     if log_weights is not None:
         logits = logits + log_weights  # symmetric: the same offsets for both directions
-    logits = logits.float()  # logsumexp in fp32 under AMP, as cross_entropy is (a no-op in fp32)
-    return (torch.logsumexp(logits, 1).mean() + torch.logsumexp(logits, 0).mean()) / 2 - logits.diagonal().mean()
+    return _SymmetricCrossEntropy.apply(logits.float())  # fp32 under AMP, as cross_entropy is
+
+
+class _SymmetricCrossEntropy(torch.autograd.Function):
+    """1/2 [CE(z, diag) + CE(z^T, diag)] of a square z = mean(lse_rows)/2 + mean(lse_cols)/2 - mean(z_ii),
+    with the gradient written out, (softmax_rows(z) + softmax_cols(z) - 2 I) / 2B: autograd's
+    two cross-entropies (or logsumexps) keep more B x B buffers and pass over z more often
+    (measured at B = 4096 on 2 cores: 150-190 ms against 275-290 ms for the loss alone)."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor) -> torch.Tensor:
+        rows, cols = torch.logsumexp(logits, 1), torch.logsumexp(logits, 0)
+        ctx.save_for_backward(logits, rows, cols)
+        return (rows.mean() + cols.mean()) / 2 - logits.diagonal().mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        logits, rows, cols = ctx.saved_tensors
+        out = torch.sub(logits, rows[:, None]).exp_()
+        out.add_(torch.sub(logits, cols[None, :]).exp_())
+        out.diagonal().sub_(2)
+        return out.mul_(grad / (2 * logits.shape[0]))
 
 
 @register_term("clip")
