@@ -162,6 +162,9 @@ class Sweep:
         start_ray(plan, quiet)
         if console is not None:
             console.print(plan.describe(spec))
+        if quiet:
+            logging.getLogger("ray.data").setLevel(logging.ERROR)  # the driver's dataset plans and tips
+        data = data.with_decoded_training_set(spec.baseline)  # once for the sweep, not per trial
         if self.resuming is None:
             experiment = experiment_name(spec)
             tracker = MlflowTracker(spec, experiment, _plan_params(plan))

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow.fs
@@ -45,6 +45,7 @@ class TrialData:
     n_train: int
     n_classes: int  # 0 when the training data has no labels
     has_captions: bool = True  # a `captions` list column (needed to mine pseudo-captions)
+    decoded: DecodedSet | None = field(default=None, compare=False, repr=False)  # shared by a sweep's trials
 
     def default_suite(self) -> SuiteSettings | None:
         """synthetic10 on the held-out split, when the data has one."""
@@ -80,11 +81,56 @@ class TrialData:
             n_classes = max(labels) + 1 if labels else 0
         return cls(train, tokenizer_dir, heldout, n_train, n_classes, "captions" in pq.read_schema(files[0]).names)
 
+    def with_decoded_training_set(self, cfg: TrialConfig) -> TrialData:
+        """These data with the training set decoded once, as `cfg` decodes it, into the object
+        store, for every trial that decodes it the same way (`run_trial` checks the key): a
+        sweep then decodes once, not once per trial. Unchanged when the set is too large to
+        hold decoded (it streams, decoded every epoch). Needs Ray."""
+        preprocess = trial_preprocess(cfg, self)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        dataset, in_memory = build_train_dataset(self.train, preprocess)
+        if not in_memory:
+            return self
+        return dataclasses.replace(self, decoded=DecodedSet(decode_key(self.train, preprocess), dataset))
+
     @classmethod
     def synthetic(cls, n: int = 10_000, seed: int = 0, image_size: int = 64, cache_dir: str | None = None) -> TrialData:
         """The embedded default corpus, generated into the cache on first use."""
         corpus = ensure_synthetic(cache_dir, n=n, seed=seed, image_size=image_size)
         return cls.from_paths(corpus.split_dir("train"), corpus.tokenizer_dir, corpus.split_dir("heldout"))
+
+
+@dataclass(frozen=True)
+class DecodedSet:
+    """A training set decoded into the object store, and what its content depends on."""
+
+    key: tuple
+    dataset: ray.data.Dataset
+
+
+def decode_key(train: str, preprocess: Preprocess) -> tuple:
+    """Everything that changes what `Preprocess.decode` makes of the training set: each shard
+    file (path, size, modification time), the tokenizer's files likewise, the image side and
+    the token length. (Crops, views and token drops are drawn after, by the workers.)"""
+
+    def stamp(path: str) -> tuple[str, int, int]:
+        info = os.stat(path)
+        return path, info.st_size, info.st_mtime_ns
+
+    tokenizer = sorted(stamp(e.path) for e in os.scandir(preprocess.tokenizer_dir) if e.is_file())
+    shards = tuple(stamp(f) for f in resolve_shards(train))
+    return shards, tuple(tokenizer), preprocess.image_size, preprocess.max_length
+
+
+def trial_preprocess(cfg: TrialConfig, data: TrialData) -> Preprocess:
+    """How a trial's workers turn shard rows into model inputs."""
+    return Preprocess(
+        cfg.model.tokenizer_dir(data.tokenizer_dir),
+        image_size=cfg.model.image_size,
+        max_length=cfg.model.max_length,
+        views=needs_views(cfg),
+        token_drop=cfg.unimodal.token_drop,
+    )
 
 
 def _shards(field: str, path: str) -> list[str]:
@@ -303,22 +349,19 @@ def run_trial(
     gpus = gpus_per_worker
     resources = {"CPU": cpus_per_worker, **({"GPU": gpus} if gpus else {})}
     ray.data.DataContext.get_current().enable_progress_bars = False  # EpochLog is the progress
-    tokenizer_dir = cfg.model.tokenizer_dir(data.tokenizer_dir)
-    preprocess = Preprocess(
-        tokenizer_dir,
-        image_size=cfg.model.image_size,
-        max_length=cfg.model.max_length,
-        views=needs_views(cfg),
-        token_drop=cfg.unimodal.token_drop,
-    )
-    dataset, in_memory = build_train_dataset(data.train, preprocess)
+    preprocess = trial_preprocess(cfg, data)
+    shared = data.decoded
+    if shared is not None and shared.key == decode_key(data.train, preprocess):
+        dataset, in_memory = shared.dataset, True  # decoded once for the sweep
+    else:
+        dataset, in_memory = build_train_dataset(data.train, preprocess)
     startup.mark("dataset_built")
     settings = LoopSettings(
         trial=cfg.to_dict(),
         train=data.train,
         n_train=data.n_train,
         n_classes=data.n_classes,
-        tokenizer_dir=tokenizer_dir,
+        tokenizer_dir=preprocess.tokenizer_dir,
         suite=suite.to_dict() if suite else None,
         eval_tier=eval_tier,
         resume_from=resume_from,

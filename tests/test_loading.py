@@ -209,3 +209,26 @@ def test_small_training_sets_are_decoded_once_and_augmented_by_the_consumer(smal
     # The cached pixels are the same each epoch; the crops drawn from them are not.
     first = [{i: im for b in batches for i, im in zip(b["id"], b["image"])} for batches in epochs]
     assert sum(not torch.equal(first[0][i], first[1][i]) for i in rows) > len(rows) // 2
+
+
+def test_the_shared_decoded_set_is_keyed_by_everything_that_changes_its_content(small_corpus, tmp_path):
+    import shutil
+
+    from clipsweep.orchestrator.trial import decode_key
+    from clipsweep.trainers.data.shards import resolve_shards
+
+    train, tokenizer = str(tmp_path / "train"), str(tmp_path / "tokenizer")
+    shutil.copytree(small_corpus.split_dir("train"), train)
+    shutil.copytree(small_corpus.tokenizer_dir, tokenizer)
+    preprocess = Preprocess(tokenizer, image_size=32, max_length=16)
+    key = decode_key(train, preprocess)
+    assert decode_key(train, Preprocess(tokenizer, image_size=32, max_length=16, views=True, token_drop=0.3)) == key  # drawn later
+    assert decode_key(train, Preprocess(tokenizer, image_size=48, max_length=16)) != key
+    assert decode_key(train, Preprocess(tokenizer, image_size=32, max_length=24)) != key
+    assert decode_key(train, Preprocess(small_corpus.tokenizer_dir, image_size=32, max_length=16)) != key
+    os.utime(resolve_shards(train)[0], ns=(0, 0))  # the same path rewritten: another version
+    assert decode_key(train, preprocess) != key
+    key = decode_key(train, preprocess)
+    with open(os.path.join(tokenizer, "tokenizer.json"), "a") as f:
+        f.write(" ")  # a retrained tokenizer in the same folder
+    assert decode_key(train, preprocess) != key
