@@ -26,22 +26,20 @@ def ray_local():
     ray.shutdown()
 
 
-class RayStarted(AssertionError):
-    """Raised by the `no_ray` tripwire: the code under test got as far as starting Ray."""
-
-
 @pytest.fixture
-def no_ray(monkeypatch):
-    """Fails the test the moment any path of clipsweep would start (or join) Ray: for checks
-    that must refuse bad input before Ray starts."""
-    from clipsweep.orchestrator import api, trial
+def no_ray():
+    """Fails the test if it starts Ray: for checks that must refuse bad input before Ray starts.
 
-    def started(*args, **kwargs):
-        raise RayStarted("Ray was started: the bad input was not caught before Ray")
-
-    monkeypatch.setattr(ray, "init", started)
-    monkeypatch.setattr(api, "start_ray", started)
-    monkeypatch.setattr(trial, "ensure_ray", started)
+    Reads Ray's own state, before and after: none may be up when the test begins (the fast tier
+    never starts one, and in a full run these tests' module, test_bad_input.py, runs before any
+    module that uses `ray_local`), and none may be up after it.
+    """
+    assert not ray.is_initialized(), "a Ray from an earlier test is up: this check needs a process without one"
+    yield
+    started = ray.is_initialized()
+    if started:
+        ray.shutdown()  # leave no Ray to the next test
+    assert not started, "Ray was started: the bad input was not caught before Ray"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

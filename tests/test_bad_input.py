@@ -2,13 +2,14 @@
 
 Every case runs the real CLI (`main`) in this process and must: exit non-zero, print no
 traceback, name the field or path, the value and what is allowed, and stop before Ray starts
-(the `no_ray` tripwire fails the test otherwise) and before any MLflow run
+(the `no_ray` fixture reads Ray's state before and after) and before any MLflow run
 is created (the case's SQLite store is never written).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from paper10_fixtures import write_paper10
 from ray import tune
 from specs import spec_doc
 
@@ -23,6 +25,7 @@ from clipsweep import Sweep
 from clipsweep.orchestrator import cli
 from clipsweep.orchestrator.tracking import REASON_TAG, ROLE_TAG, STATUS_TAG
 from clipsweep.trainers.data.synthetic import SyntheticCorpus
+from clipsweep.trainers.evaluation.datasets import DATASETS
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,46 @@ def test_bad_input_is_one_clear_error_before_ray(case: Case, small_corpus, tmp_p
     for needle in _fill(list(case.says), tmp):
         assert needle in said, f"{needle!r} not in {said!r}"
     assert not os.path.exists(f"{tmp}/mlruns.db"), "an MLflow store was written"
+
+
+@pytest.fixture(scope="module")
+def paper10(tmp_path_factory):
+    """Tiny copies of the 10 paper10 test splits in their real formats."""
+    return write_paper10(str(tmp_path_factory.mktemp("paper10")))
+
+
+MISSING = {  # dataset -> a test image its fixture holds (relative to its root), or COCO's whole image folder
+    "pets": "oxford-iiit-pet/images/beagle_40.jpg",
+    "dtd": "dtd/dtd/images/banded/banded_0002.jpg",
+    "flowers102": "flowers-102/jpg/image_00003.jpg",
+    "coco": "val2014/COCO_val2014_000000000001.jpg",
+    "coco-folder": "val2014",
+}
+
+
+@pytest.mark.parametrize("case", list(MISSING))
+def test_a_missing_test_image_fails_validate_before_ray(case, paper10, small_corpus, tmp_path, capsys, no_ray):
+    name = case.removesuffix("-folder")
+    root = str(tmp_path / name)
+    shutil.copytree(paper10[name].root, root)
+    gone = os.path.join(root, MISSING[case])
+    shutil.rmtree(gone) if os.path.isdir(gone) else os.remove(gone)
+    space = tmp_path / "p10.yaml"
+    space.write_text(yaml.safe_dump({
+        "name": "p10", "storage_path": str(tmp_path / "runs"), "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/m.db"},
+        "data": {"train": small_corpus.split_dir("train"), "tokenizer": small_corpus.tokenizer_dir},
+        "suite": {"name": "paper10", "roots": {name: root}},
+        "search_space": {"objective": {"temperature": {"type": "loguniform", "low": 0.03, "high": 0.1}}},
+    }))  # fmt: skip
+    assert cli.main(["validate", str(space)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    info = DATASETS[name]
+    assert f"suite.roots.{name}='{root}'" in err and f"{info.title} is expected as {info.layout}" in err
+    if case == "coco-folder":
+        assert f"{gone} does not exist" in err
+    else:
+        n = len(paper10[name].labels or paper10[name].captions)
+        assert f"1 of the {n} test images are missing, first {gone};" in err
 
 
 def test_corpus_has_thirty_cases_over_every_entry_point():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -228,40 +227,6 @@ def test_a_paper10_sweep_spec_is_checked_before_ray(tmp_path, small_corpus, fixt
     assert main(["validate", str(space)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "paper10: skipped (no root configured): cifar10, cifar100, food101, fgvc_aircraft, pcam, pets, flowers102, flickr30k" in out
-
-
-MISSING = {  # dataset -> a test image its fixture holds (relative to its root), or COCO's whole image folder
-    "pets": "oxford-iiit-pet/images/beagle_40.jpg",
-    "dtd": "dtd/dtd/images/banded/banded_0002.jpg",
-    "flowers102": "flowers-102/jpg/image_00003.jpg",
-    "coco": "val2014/COCO_val2014_000000000001.jpg",
-    "coco-folder": "val2014",
-}
-
-
-@pytest.mark.parametrize("case", list(MISSING))
-def test_a_missing_test_image_fails_validate_before_ray(case, fixtures, small_corpus, tmp_path, capsys, no_ray):
-    name = case.removesuffix("-folder")
-    root = str(tmp_path / name)
-    shutil.copytree(fixtures[name].root, root)
-    gone = os.path.join(root, MISSING[case])
-    shutil.rmtree(gone) if os.path.isdir(gone) else os.remove(gone)
-    space = tmp_path / "p10.yaml"
-    space.write_text(yaml.safe_dump({
-        "name": "p10", "storage_path": str(tmp_path / "runs"), "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/m.db"},
-        "data": {"train": small_corpus.split_dir("train"), "tokenizer": small_corpus.tokenizer_dir},
-        "suite": {"name": "paper10", "roots": {name: root}},
-        "search_space": {"objective": {"temperature": {"type": "loguniform", "low": 0.03, "high": 0.1}}},
-    }))  # fmt: skip
-    assert main(["validate", str(space)]) == 2
-    err = " ".join(capsys.readouterr().err.split())
-    info = DATASETS[name]
-    assert f"suite.roots.{name}='{root}'" in err and f"{info.title} is expected as {info.layout}" in err
-    if case == "coco-folder":
-        assert f"{gone} does not exist" in err
-    else:
-        n = len(fixtures[name].labels or fixtures[name].captions)
-        assert f"1 of the {n} test images are missing, first {gone};" in err
 
 
 def test_chance_is_one_over_classes_or_over_retrieval_images(fixtures):
