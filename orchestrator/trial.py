@@ -1,7 +1,8 @@
 """Run one trial: validate, size resources, build the Ray Dataset and fit a TorchTrainer.
 
-`clipsweep train` and the sweep's Tune trainable both come through `run_trial`, so a trial
-behaves the same alone and inside a sweep.
+`clipsweep train` and the sweep's Tune trainable both come through `prepare_trial`, so a
+trial behaves the same alone and inside a sweep; a sweep's one-worker trials then run the
+same loop in their Tune actor (`run_trial_in_actor`) instead of a TorchTrainer.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from clipsweep.trainers.data.scenes import ATTRIBUTES
 from clipsweep.trainers.data.shards import DataFormatError, resolve_shards
 from clipsweep.trainers.data.synthetic import ensure_synthetic
 from clipsweep.trainers.evaluation.settings import SuiteSettings
-from clipsweep.trainers.train_loop import LoopSettings, train_loop_per_worker
+from clipsweep.trainers.session import TrialActorSession
+from clipsweep.trainers.train_loop import LoopSettings, run_loop, train_loop_per_worker
 from clipsweep.trainers.typed import unknown_field
 
 
@@ -336,6 +338,66 @@ def run_trial(
     Raises:
         ValueError: bad input, before any worker starts.
     """
+    settings, dataset = prepare_trial(cfg, data, workers, cpus_per_worker, resume_from, suite, eval_tier, quiet)
+    if gpus_per_worker is None:  # ask the cluster: a Tune trial's own process sees no GPU
+        gpus_per_worker = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    gpus = gpus_per_worker
+    resources = {"CPU": cpus_per_worker, **({"GPU": gpus} if gpus else {})}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=dataclasses.asdict(settings),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus > 0, resources_per_worker=resources),
+        datasets={"train": dataset},
+        dataset_config=_data_config(settings.in_memory),
+        run_config=RunConfig(
+            name=name or time.strftime("trial-%Y%m%d-%H%M%S"),
+            storage_path=storage_path,
+            checkpoint_config=CheckpointConfig(num_to_keep=None),  # every epoch: its metrics are the history
+            failure_config=FailureConfig(max_failures=max_failures),
+            callbacks=[EpochLog()] if callbacks is None else callbacks,
+        ),
+    )
+    return trainer.fit()
+
+
+def run_trial_in_actor(
+    cfg: TrialConfig,
+    data: TrialData,
+    run_dir: str,
+    forward: Callable[[dict[str, Any]], None],
+    cpus: float = 1.0,
+    eval_tier: str = "cheap",
+    suite: SuiteSettings | None = None,
+) -> None:
+    """Trains a one-worker trial in this process (a Tune trial's actor), with no TorchTrainer.
+
+    The same loop, data, seeds and checkpoint format as `run_trial` with `workers=1`; each
+    epoch's report goes to `forward` once its checkpoint is stored under `run_dir`, and a
+    checkpoint already there (a restarted trial) is continued from.
+
+    Raises:
+        ValueError: bad input, before the loop starts.
+    """
+    settings, dataset = prepare_trial(cfg, data, 1, cpus, None, suite, eval_tier, quiet=True)
+    run_loop(settings, TrialActorSession(dataset, absolute_path(run_dir), forward, threads=max(1, int(cpus))))
+
+
+def prepare_trial(
+    cfg: TrialConfig,
+    data: TrialData,
+    workers: int,
+    cpus_per_worker: float,
+    resume_from: str | None,
+    suite: SuiteSettings | None,
+    eval_tier: str,
+    quiet: bool,
+) -> tuple[LoopSettings, ray.data.Dataset]:
+    """Checks a trial and builds what its workers get: their settings and the training set
+    (the sweep's decoded copy when its decode key matches).
+
+    Raises:
+        ValueError: bad input, before Ray is asked for anything.
+    """
     check_trial(cfg, data, workers)
     if resume_from is not None:
         check_resume(resume_from)
@@ -343,11 +405,6 @@ def run_trial(
     if suite is not None:
         suite.check(images=False)  # every image was checked by the caller's preflight
     ensure_ray(workers, cpus_per_worker, quiet)
-    name = name or time.strftime("trial-%Y%m%d-%H%M%S")
-    if gpus_per_worker is None:  # ask the cluster: a Tune trial's own process sees no GPU
-        gpus_per_worker = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    gpus = gpus_per_worker
-    resources = {"CPU": cpus_per_worker, **({"GPU": gpus} if gpus else {})}
     ray.data.DataContext.get_current().enable_progress_bars = False  # EpochLog is the progress
     preprocess = trial_preprocess(cfg, data)
     shared = data.decoded
@@ -368,21 +425,7 @@ def run_trial(
         augment=dataclasses.asdict(preprocess),  # the workers crop and draw captions from their seeded streams
         in_memory=in_memory,
     )
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=dataclasses.asdict(settings),
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus > 0, resources_per_worker=resources),
-        datasets={"train": dataset},
-        dataset_config=_data_config(in_memory),
-        run_config=RunConfig(
-            name=name,
-            storage_path=storage_path,
-            checkpoint_config=CheckpointConfig(num_to_keep=None),  # every epoch: its metrics are the history
-            failure_config=FailureConfig(max_failures=max_failures),
-            callbacks=[EpochLog()] if callbacks is None else callbacks,
-        ),
-    )
-    return trainer.fit()
+    return settings, dataset
 
 
 def _data_config(in_memory: bool) -> DataConfig:

@@ -29,12 +29,13 @@ from clipsweep.trainers.train_loop import NODE_KEY
 
 from .search import FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, SCORE, StudySearcher, overrides_of
 from .spec import SweepSpec
-from .trial import TrialData, absolute_path, run_trial
+from .trial import TrialData, absolute_path, run_trial, run_trial_in_actor
 
 TRAIN_NODES = "train_nodes"  # comma-separated Ray node ids of the epoch's Train workers
 DRIVER_NODE = "driver_node"  # Ray node id of the trial's driver (the Tune trainable)
 SEED_FIELD = "optim.seed"  # what a seed replicate's config sets
 REPLICATE_KEY = "replicate_of"  # in a replicate's Tune config: the finalist it repeats
+STATE_SNAPSHOT_S = 1  # the most seconds of Tune's bookkeeping a lost head can lose
 DATA_CPUS = 2  # logical CPUs kept free for Ray Data's decode tasks (with none, no epoch starts)
 
 
@@ -160,17 +161,32 @@ def end_status(epochs_run: int, planned: int) -> str:
     return "completed" if epochs_run >= planned else "stopped_early"
 
 
-class ScoreReport(TuneReportCallback):
-    """Forwards each Train report to Tune, adding the score keys Optuna and ASHA read.
+def tune_result(ranks: list[dict[str, Any]], final_stage_start: int, driver_node: str) -> dict[str, Any]:
+    """An epoch's report as Tune gets it: rank 0's metrics plus the keys Optuna and ASHA read.
 
     ASHA must compare trials only on their final stage (a two-stage trial's stage 1 scores an
     image tower against a frozen text tower). Its clock, `final_stage_epoch`, is absent from
     earlier epochs, and ASHA skips results without its clock; `final_stage_score` is there as
     NaN because Tune insists every result carries the scheduler's metric.
 
-    It also says where the trial ran: the driver's node (this object is built in the trainable)
-    and every rank's node (Tune would otherwise see only rank 0's report).
+    It also says where the trial ran: the driver's node and every rank's node (Tune would
+    otherwise see only rank 0's report).
     """
+    first = dict(ranks[0])
+    first[TRAIN_NODES] = ",".join(sorted({m[NODE_KEY] for m in ranks if NODE_KEY in m}))
+    first[DRIVER_NODE] = driver_node
+    if "bench/mean_primary" in first:
+        first[SCORE] = first["bench/mean_primary"]
+        first[FINAL_STAGE_SCORE] = math.nan
+        if first["epoch"] > final_stage_start:
+            first[FINAL_STAGE_SCORE] = first[SCORE]
+            first[FINAL_STAGE_EPOCH] = first["epoch"] - final_stage_start
+    return first
+
+
+class ScoreReport(TuneReportCallback):
+    """Forwards each Train report to Tune as `tune_result` (built in the trainable, so that
+    its node is the driver's)."""
 
     def __init__(self, final_stage_start: int) -> None:
         super().__init__()
@@ -178,15 +194,7 @@ class ScoreReport(TuneReportCallback):
         self.driver_node = ray.get_runtime_context().get_node_id()
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
-        first = dict(metrics[0])
-        first[TRAIN_NODES] = ",".join(sorted({m[NODE_KEY] for m in metrics if NODE_KEY in m}))
-        first[DRIVER_NODE] = self.driver_node
-        if "bench/mean_primary" in first:
-            first[SCORE] = first["bench/mean_primary"]
-            first[FINAL_STAGE_SCORE] = math.nan
-            if first["epoch"] > self.final_stage_start:
-                first[FINAL_STAGE_SCORE] = first[SCORE]
-                first[FINAL_STAGE_EPOCH] = first["epoch"] - self.final_stage_start
+        first = tune_result(metrics, self.final_stage_start, self.driver_node)
         super().after_report(run_context, [first, *metrics[1:]], checkpoint)
 
 
@@ -204,20 +212,36 @@ class SparingBaselineAsha(ASHAScheduler):
 
 
 def train_trial(config: dict[str, Any], spec: SweepSpec, data: TrialData, train_storage: str) -> None:
-    """The Tune function trainable: one Ray Train run of the trial's config."""
+    """The Tune function trainable: the trial's config trained in this actor (one worker,
+    `resources.in_trial_actor`) or by a TorchTrainer; either way its checkpoints go to
+    `<train_storage>/<trial name>`."""
     startup.mark("trainable_start", begins=True)
     cfg = spec.config_for(overrides_of(config))
     r = spec.resources
+    name = tune.get_context().get_trial_name()
+    final_stage_start = cfg.optim.epochs - stage_plan(cfg)[-1].epochs
+    if r.in_trial_actor:
+        node = ray.get_runtime_context().get_node_id()
+        run_trial_in_actor(
+            cfg,
+            data,
+            run_dir=f"{train_storage}/{name}",
+            forward=lambda metrics: tune.report(tune_result([metrics], final_stage_start, node)),
+            cpus=r.cpus_per_worker,
+            eval_tier=spec.suite.tier,
+            suite=spec.suite.with_heldout(data.heldout),
+        )
+        return
     run_trial(
         cfg,
         data,
         workers=r.workers_per_trial,
         storage_path=train_storage,
-        name=tune.get_context().get_trial_name(),
+        name=name,
         cpus_per_worker=r.cpus_per_worker,
         gpus_per_worker=r.gpus_per_worker,
         eval_tier=spec.suite.tier,
-        callbacks=[ScoreReport(cfg.optim.epochs - stage_plan(cfg)[-1].epochs)],
+        callbacks=[ScoreReport(final_stage_start)],
         suite=spec.suite.with_heldout(data.heldout),
         max_failures=spec.failure_config.max_failures,
     )
@@ -249,13 +273,14 @@ def build_tuner(
             scheduler=build_scheduler(spec),
             num_samples=spec.search.num_samples,
             max_concurrent_trials=plan.max_concurrent,
+            reuse_actors=spec.resources.in_trial_actor,  # torch stays imported for the next trial
         ),
         run_config=tune.RunConfig(
             name=experiment,
             storage_path=absolute_path(spec.storage_path),
             callbacks=callbacks,
             verbose=0,  # the CLI's live table is the progress
-            failure_config=tune.FailureConfig(max_failures=0),  # a failing trial is recorded, not retried
+            failure_config=trial_failures(spec),
         ),
     )
 
@@ -269,14 +294,15 @@ def build_replicate_tuner(
     return tune.Tuner(
         _trainable(spec, data, experiment),
         tune_config=tune.TuneConfig(
-            search_alg=Replicates(configs), num_samples=len(configs), max_concurrent_trials=plan.max_concurrent
+            search_alg=Replicates(configs), num_samples=len(configs), max_concurrent_trials=plan.max_concurrent,
+            reuse_actors=spec.resources.in_trial_actor,
         ),
         run_config=tune.RunConfig(
             name="replicates",  # a Tune experiment of its own, inside the sweep's folder
             storage_path=experiment_path(spec, experiment),
             callbacks=callbacks,
             verbose=0,
-            failure_config=tune.FailureConfig(max_failures=0),
+            failure_config=trial_failures(spec),
         ),
     )
 
@@ -298,12 +324,26 @@ def restore_tuner(spec: SweepSpec, data: TrialData, path: str, callbacks: list[t
     return tuner
 
 
+def trial_failures(spec: SweepSpec) -> tune.FailureConfig:
+    """Tune's retries of a failed trial: `failure_config.max_failures` when the trial trains in
+    its actor (a retry continues from the trial's last checkpoint); otherwise none, because
+    the TorchTrainer restarts its own workers and a trial that still fails is recorded."""
+    return tune.FailureConfig(max_failures=spec.failure_config.max_failures if spec.resources.in_trial_actor else 0)
+
+
 def _trainable(spec: SweepSpec, data: TrialData, experiment: str) -> Any:
+    # Tune snapshots its experiment state (which trials exist, which ended) at most every 10 s
+    # by default; a head lost in between loses that much bookkeeping, and `--resume` then
+    # starts a trial it does not know of again, as a new trial with a new MLflow run. Trials
+    # start and end seconds apart, so snapshot every second (a local JSON + the searcher's
+    # pickle; uploads to remote storage keep Tune's own period). Read when the Tuner fits.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_SNAPSHOT_S))
     train_storage = f"{experiment_path(spec, experiment)}/train"
-    return tune.with_resources(
-        tune.with_parameters(train_trial, spec=spec, data=data, train_storage=train_storage),
-        {"cpu": spec.resources.driver_cpus, **spec.resources.driver_resources},
-    )
+    r = spec.resources
+    resources = {"cpu": r.driver_cpus, **r.driver_resources}
+    if r.in_trial_actor:  # the actor is the worker too
+        resources.update(cpu=r.driver_cpus + r.cpus_per_worker, gpu=r.gpus_per_worker)
+    return tune.with_resources(tune.with_parameters(train_trial, spec=spec, data=data, train_storage=train_storage), resources)
 
 
 def experiment_path(spec: SweepSpec, experiment: str) -> str:

@@ -1,4 +1,4 @@
-"""Sweeps that survive a dead Train worker, a dead driver, Ctrl-C and SIGTERM.
+"""Sweeps that survive a dead trial process, a dead driver, Ctrl-C and SIGTERM.
 
 The sweep runs as `clipsweep run` in a separate process (its own local Ray), stopped from
 outside as a lost node, a lost head or a person would.
@@ -26,12 +26,13 @@ def _steps(client: MlflowClient, run_id: str) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, "loss/total"))
 
 
-def _train_workers(pid: int) -> list[int]:
-    """Ray Train worker processes below `pid` (Ray titles them `ray::RayTrainWorker...`)."""
+def _trial_actors(pid: int) -> list[int]:
+    """Tune trial actors below `pid`, where one-worker trials train (Ray titles them
+    `ray::ImplicitFunc...`, Tune's class for function trainables)."""
     found = []
     for child in alive(descendants(pid)):
         with contextlib.suppress(OSError), open(f"/proc/{child}/cmdline", "rb") as f:
-            if f.read().startswith(b"ray::RayTrainWorker"):
+            if f.read().startswith(b"ray::ImplicitFunc"):
                 found.append(child)
     return found
 
@@ -48,8 +49,9 @@ def _scores(uri: str, name: str) -> int:
 def test_a_sweep_survives_a_dead_worker_a_dead_driver_and_ctrl_c(small_corpus, tmp_path):
     """One sweep of 2 trials of 3 epochs, stopped three ways and resumed twice:
 
-    1. trial 0's Train worker is SIGKILLed after epoch 1: Ray Train restarts it from the epoch-1
-       checkpoint (failure_config.max_failures=1) inside the same trial and MLflow run;
+    1. trial 0's process (its Tune actor, where a one-worker trial trains) is SIGKILLed after
+       epoch 1: Tune starts it again and it continues from the epoch-1 checkpoint
+       (failure_config.max_failures=1) inside the same trial and MLflow run;
     2. the driver is SIGKILLed after trial 1's epoch 1: `clipsweep run --resume` goes on;
     3. that resumed driver gets Ctrl-C after trial 1's epoch 2: it exits 130 within 60 s, leaves
        no Ray process and no RUNNING run; a second `--resume` finishes the sweep.
@@ -72,7 +74,7 @@ def test_a_sweep_survives_a_dead_worker_a_dead_driver_and_ctrl_c(small_corpus, t
 
     first = start_clipsweep(["run", str(space)], tmp_path / "first.log")
     wait_for(lambda: _scores(uri, "trial-00-baseline") >= 1, 300, "trial 0's epoch 1", first)
-    workers = wait_for(lambda: _train_workers(first.pid), 60, "trial 0's Train worker", first)
+    workers = wait_for(lambda: _trial_actors(first.pid), 60, "trial 0's actor", first)
     os.kill(workers[0], signal.SIGKILL)  # a lost spot node: no cleanup at all
 
     wait_for(lambda: _scores(uri, "trial-01-search") >= 1, 400, "trial 1's epoch 1", first)

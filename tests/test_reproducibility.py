@@ -2,18 +2,23 @@
 
 Every random draw of a trial derives from `optim.seed` (`trainers/seeding.py`): initial
 weights, the per-epoch order, crops, caption draws, paper C's views, hard-batch grouping and
-dropout. A run resumed from epoch 1's checkpoint continues the same streams.
+dropout. A run resumed from epoch 1's checkpoint continues the same streams. A one-worker
+trial trained in a Tune actor (`run_trial_in_actor`) gives a TorchTrainer's numbers exactly.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 
 import pytest
+import torch
 
-from clipsweep.orchestrator.trial import TrialData, epoch_history, run_trial
+from clipsweep.orchestrator.trial import TrialData, epoch_history, run_trial, run_trial_in_actor
+from clipsweep.trainers.checkpoint import load_metrics
 from clipsweep.trainers.config import TrialConfig
+from clipsweep.trainers.session import CHECKPOINT_PATH_KEY
 
 pytestmark = pytest.mark.usefixtures("ray_local")  # integration: see conftest.py
 
@@ -24,9 +29,14 @@ DRAWS_A_LOT = {"unimodal": {"image_weight": 0.5, "text_weight": 0.5}, "batching"
 def _numbers(result) -> list[dict[str, float]]:
     """Per epoch, every loss term and benchmark metric (what must repeat exactly); NaN (acc@5
     of a task with under 5 classes) as None, so that equal runs compare equal."""
+    return _kept(epoch_history(result))
+
+
+def _kept(reports: list[dict]) -> list[dict[str, float]]:
+    """`_numbers` of a list of reports."""
     return [
         {k: (None if math.isnan(v) else v) for k, v in m.items() if k.startswith(("loss/", "bench/")) or k == "logit_scale"}
-        for m in epoch_history(result)
+        for m in reports
     ]
 
 
@@ -65,3 +75,24 @@ def test_two_workers_repeat_exactly(data, tmp_path):
 def epoch_history_paths(result) -> list[str]:
     """The run's checkpoint directories, oldest epoch first."""
     return sorted(c.path for c, _ in result.best_checkpoints if os.path.isdir(c.path))
+
+
+def test_a_trial_in_its_tune_actor_trains_exactly_what_a_torch_trainer_does_and_restarts(data, tmp_path):
+    cfg = _config(7, **DRAWS_A_LOT)
+    threads = torch.get_num_threads()  # the actor's session sets a worker's thread count
+    try:
+        reports: list[dict] = []
+        run_trial_in_actor(cfg, data, str(tmp_path / "actor"), reports.append)
+        trainer = run_trial(cfg, data, workers=1, storage_path=str(tmp_path), name="trainer")
+        assert _kept(reports) == _numbers(trainer) and len(reports) == 2
+        # Checkpoints where Ray Train keeps them, each with its epoch's report.
+        paths = [r[CHECKPOINT_PATH_KEY] for r in reports]
+        assert [os.path.dirname(p) for p in paths] == [str(tmp_path / "actor")] * 2
+        assert [load_metrics(p)["epoch"] for p in paths] == [1, 2]
+
+        shutil.rmtree(paths[1])  # the actor died during epoch 2: a restart continues after epoch 1
+        again: list[dict] = []
+        run_trial_in_actor(cfg, data, str(tmp_path / "actor"), again.append)
+        assert [r["epoch"] for r in again] == [2] and _kept(again) == _kept(reports)[1:]
+    finally:
+        torch.set_num_threads(threads)

@@ -36,12 +36,14 @@ def seed_torch_epoch(seed: int, epoch: int, rank: int) -> None:
     torch.manual_seed(int(rng(seed, TORCH, epoch, rank).integers(2**63)))
 
 
-def make_deterministic() -> None:
+def make_deterministic(on: bool = True) -> None:
     """`optim.deterministic`: torch's deterministic kernels only (an error where none exists).
 
     On CUDA this also needs cuBLAS's fixed workspace (set before its first call) and cuDNN's
-    autotuner off; on the CPU clipsweep's runs are already repeatable without it.
+    autotuner off; on the CPU clipsweep's runs are already repeatable without it. `on=False`
+    restores torch's defaults (a process that runs trial after trial keeps these flags).
     """
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(on)

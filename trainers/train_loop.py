@@ -1,7 +1,7 @@
-"""What each Ray Train worker runs for one trial: the stage plan, epoch by epoch.
+"""What each worker runs for one trial: the stage plan, epoch by epoch.
 
-The only module of `trainers` that calls Ray Train (`get_context`, `get_dataset_shard`,
-`get_checkpoint`, `report`). Workers step in lockstep: Ray Train splits the data equally and
+It runs in a Ray Train worker, or for one worker in the Tune trial's own actor; `session`
+says which (rank, device, data, reports, checkpoints). Workers step in lockstep: Ray Train splits the data equally and
 batches drop their remainder, so every rank takes the same steps and all-gathers line up.
 Gradients are averaged across ranks with one flat all-reduce per step (DDP would need
 re-wrapping at every stage change, since stages freeze different parameters).
@@ -14,7 +14,6 @@ import itertools
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,14 +21,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+import ray
 import ray.train
-import ray.train.torch
 import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from . import seeding, startup
-from .checkpoint import load_checkpoint, load_metrics, save_checkpoint
+from .checkpoint import load_checkpoint, load_metrics
 from .config import TrialConfig
 from .data.epochs import InMemoryTrainingSet, StreamingTrainingShard, TrainingSource
 from .data.loading import Preprocess, to_torch
@@ -42,6 +41,7 @@ from .models.dual_encoder import DualEncoder
 from .objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 from .objectives.clusters import Clustering, cluster_hard_order, kmeans
 from .schedules import Stage, param_groups, reclustering, stage_plan
+from .session import RayTrainSession, Session
 
 
 @dataclass(frozen=True)
@@ -115,19 +115,16 @@ def select_pseudo_captions(scores: np.ndarray, nearest: np.ndarray, caption_owne
 class Trial:
     """One worker's model, objective, data shard and progress."""
 
-    def __init__(self, settings: LoopSettings) -> None:
-        self.settings = settings
+    def __init__(self, settings: LoopSettings, session: Session) -> None:
+        self.settings, self.session = settings, session
         self.cfg = TrialConfig.from_dict(settings.trial)
-        context = ray.train.get_context()
-        self.rank, self.world = context.get_world_rank(), context.get_world_size()
-        self.device = ray.train.torch.get_device()
+        self.rank, self.world, self.device = session.rank, session.world, session.device
         # Mixed precision only where it pays (CUDA); fp16 needs loss scaling, bf16 does not.
         precision = self.cfg.optim.precision_on(self.device.type)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.autocast = torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
-        if self.cfg.optim.deterministic:
-            seeding.make_deterministic()
+        seeding.make_deterministic(self.cfg.optim.deterministic)  # set either way: a reused process keeps the last trial's
         torch.manual_seed(self.cfg.optim.seed)  # same initial weights on every rank
         self.model = DualEncoder(self.cfg.model, self.cfg.objective).to(self.device)
         self.objective = ContrastiveObjective(
@@ -135,7 +132,7 @@ class Trial:
         ).to(self.device)
         startup.mark("model_built")
         self.modules: dict[str, torch.nn.Module] = {"": self.model, **self.objective.proxies}
-        shard = ray.train.get_dataset_shard("train")
+        shard = session.training_set()
         self.data: TrainingSource = InMemoryTrainingSet(shard) if settings.in_memory else StreamingTrainingShard(shard)
         startup.mark("data_ready")
         self.augment = Preprocess(**settings.augment)
@@ -378,17 +375,12 @@ class Trial:
         Each rank adds its Ray node id: callbacks on the controller see every rank's report, so
         the driver can record where a trial's workers ran."""
         metrics = {**metrics, NODE_KEY: ray.get_runtime_context().get_node_id()}
-        if self.rank != 0:
-            ray.train.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as directory:
-            save_checkpoint(directory, state, metrics)  # a checkpoint says what it scored
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+        self.session.report(metrics, state if self.rank == 0 else None)
 
 
-def _restore(settings: LoopSettings) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The state and metrics of the checkpoint to continue from (Ray Train's, or `resume_from`)."""
-    checkpoint = ray.train.get_checkpoint()
+def _restore(settings: LoopSettings, session: Session) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The state and metrics of the checkpoint to continue from (this run's, or `resume_from`)."""
+    checkpoint = session.checkpoint()
     if checkpoint is None and settings.resume_from:
         checkpoint = ray.train.Checkpoint(settings.resume_from)
     if checkpoint is None:
@@ -404,10 +396,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     logging.getLogger().setLevel(logging.WARNING)
     if os.environ.get(startup.LOG_ENV):
         startup.mark("loop_enter", begins=True, process_start=startup.process_start())
-    settings = LoopSettings.from_dict(config)
-    trial = Trial(settings)
+    run_loop(LoopSettings.from_dict(config), RayTrainSession())
+
+
+def run_loop(settings: LoopSettings, session: Session) -> None:
+    """Runs the trial's stage plan in `session`, reporting once per epoch."""
+    if os.environ.get(startup.LOG_ENV):  # (once per trial: a Train worker has marked it already)
+        startup.mark("loop_enter", process_start=startup.process_start())
+    trial = Trial(settings, session)
     cfg = trial.cfg
-    restored = _restore(settings)
+    restored = _restore(settings, session)
     saved, saved_metrics = restored if restored is not None else (None, {})
     start_epoch = 0
     if saved is not None:
