@@ -24,6 +24,8 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.experiment import Trial
 
+from clipsweep.trainers.session import CHECKPOINT_PATH_KEY
+
 from .search import FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, SCORE, overrides_of
 from .spec import SweepSpec
 from .stores import experiment_id
@@ -225,9 +227,9 @@ class MlflowTracker(tune.Callback):
         if SCORE in result:
             best, _ = self.best.get(trial.trial_id, (-math.inf, None))
             if result[SCORE] > best:
-                self.best[trial.trial_id] = (result[SCORE], result.get("checkpoint_path"))
-                if result.get("checkpoint_path"):  # kept in MLflow too: a resumed sweep reads it back
-                    tags.append(RunTag(BEST_CHECKPOINT_TAG, result["checkpoint_path"]))
+                self.best[trial.trial_id] = (result[SCORE], result.get(CHECKPOINT_PATH_KEY))
+                if result.get(CHECKPOINT_PATH_KEY):  # kept in MLflow too: a resumed sweep reads it back
+                    tags.append(RunTag(BEST_CHECKPOINT_TAG, result[CHECKPOINT_PATH_KEY]))
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

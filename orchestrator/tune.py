@@ -339,11 +339,18 @@ def _trainable(spec: SweepSpec, data: TrialData, experiment: str) -> Any:
     # pickle; uploads to remote storage keep Tune's own period). Read when the Tuner fits.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_SNAPSHOT_S))
     train_storage = f"{experiment_path(spec, experiment)}/train"
+    trainable = tune.with_parameters(train_trial, spec=spec, data=data, train_storage=train_storage)
+    return tune.with_resources(trainable, trial_resources(spec))
+
+
+def trial_resources(spec: SweepSpec) -> dict[str, float]:
+    """What a trial's Tune actor reserves: its driver's share, plus its worker's when it trains
+    there (a TorchTrainer's workers reserve their own)."""
     r = spec.resources
     resources = {"cpu": r.driver_cpus, **r.driver_resources}
-    if r.in_trial_actor:  # the actor is the worker too
+    if r.in_trial_actor:
         resources.update(cpu=r.driver_cpus + r.cpus_per_worker, gpu=r.gpus_per_worker)
-    return tune.with_resources(tune.with_parameters(train_trial, spec=spec, data=data, train_storage=train_storage), resources)
+    return resources
 
 
 def experiment_path(spec: SweepSpec, experiment: str) -> str:

@@ -90,9 +90,11 @@ def test_a_trial_in_its_tune_actor_trains_exactly_what_a_torch_trainer_does_and_
         assert [os.path.dirname(p) for p in paths] == [str(tmp_path / "actor")] * 2
         assert [load_metrics(p)["epoch"] for p in paths] == [1, 2]
 
-        shutil.rmtree(paths[1])  # the actor died during epoch 2: a restart continues after epoch 1
+        shutil.rmtree(paths[1])  # the actor died during epoch 2: a restart continues after epoch 1,
         again: list[dict] = []
         run_trial_in_actor(cfg, data, str(tmp_path / "actor"), again.append)
-        assert [r["epoch"] for r in again] == [2] and _kept(again) == _kept(reports)[1:]
+        # ... first sending epoch 1's report again (the driver may not have had it), with its checkpoint
+        assert [r["epoch"] for r in again] == [1, 2] and _kept(again) == _kept(reports)
+        assert again[0][CHECKPOINT_PATH_KEY] == paths[0]
     finally:
         torch.set_num_threads(threads)

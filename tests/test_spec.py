@@ -10,7 +10,7 @@ from specs import spec_doc
 
 from clipsweep.orchestrator.cli import main
 from clipsweep.orchestrator.spec import SpecError, SweepSpec
-from clipsweep.orchestrator.tune import plan_resources
+from clipsweep.orchestrator.tune import plan_resources, trial_failures, trial_resources
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 
@@ -144,3 +144,25 @@ def test_a_trial_bigger_than_the_cluster_is_refused():
         plan_resources(spec, cluster={"CPU": 3.0})
     with pytest.raises(SpecError, match="search_space is empty"):
         SweepSpec.from_dict({"name": "x"})
+
+
+@pytest.mark.parametrize(
+    ("resources", "in_actor"),
+    [
+        ({}, True),  # auto, one worker
+        ({"workers_per_trial": 2}, False),
+        ({"driver_resources": {"clipsweep_driver": 1}}, False),  # drivers pinned away from workers
+        ({"trainer": "torch_trainer"}, False),
+        ({"trainer": "trial_actor", "driver_resources": {"clipsweep_driver": 1}}, True),
+    ],
+)
+def test_where_a_trial_trains_and_what_its_tune_actor_reserves(resources, in_actor):
+    doc = SweepSpec.from_yaml(str(SPACES / "default.yaml")).to_doc()
+    doc["resources"] = {"cpus_per_worker": 1, "driver_cpus": 0.5, "gpus_per_worker": 0.5, **resources}
+    doc["failure_config"] = {"max_failures": 2}
+    spec = SweepSpec.from_dict(doc)
+    assert spec.resources.in_trial_actor is in_actor
+    # The actor that trains reserves the worker's share too; Tune retries it, not Ray Train.
+    reserved = trial_resources(spec)
+    assert (reserved["cpu"], reserved.get("gpu", 0)) == ((1.5, 0.5) if in_actor else (0.5, 0))
+    assert trial_failures(spec).max_failures == (2 if in_actor else 0)

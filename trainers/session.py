@@ -40,7 +40,7 @@ class Session(Protocol):
         """This rank's training data (the whole set when it is held in memory)."""
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        """Reports an epoch; `state` (rank 0 only) is saved as its checkpoint."""
+        """Reports an epoch; `state` (rank 0's, when it is a new one) is saved as its checkpoint."""
 
     def checkpoint(self) -> ray.train.Checkpoint | None:
         """The latest checkpoint of this run, if it ran before (a restart or a resumed sweep)."""
@@ -96,6 +96,9 @@ class TrialActorSession:
         return self.dataset
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        if state is None:
+            self.forward(metrics)
+            return
         folder = f"checkpoint_{metrics['epoch']:06d}"
         with tempfile.TemporaryDirectory() as directory:
             save_checkpoint(directory, state, metrics)

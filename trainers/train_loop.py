@@ -41,7 +41,7 @@ from .models.dual_encoder import DualEncoder
 from .objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 from .objectives.clusters import Clustering, cluster_hard_order, kmeans
 from .schedules import Stage, param_groups, reclustering, stage_plan
-from .session import RayTrainSession, Session
+from .session import CHECKPOINT_PATH_KEY, RayTrainSession, Session
 
 
 @dataclass(frozen=True)
@@ -369,8 +369,9 @@ class Trial:
     def load_pseudo_state(self, state: dict[str, Any]) -> None:
         self.pseudo_rows, self.pseudo_indices, self.pseudo_text = state["rows"], state["indices"], state["text"]
 
-    def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
-        """Every rank reports; rank 0 attaches the checkpoint (Ray Train keeps rank 0's metrics).
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        """Every rank reports; rank 0 attaches the checkpoint of `state` (Ray Train keeps rank 0's
+        metrics), if any.
 
         Each rank adds its Ray node id: callbacks on the controller see every rank's report, so
         the driver can record where a trial's workers ran."""
@@ -378,15 +379,25 @@ class Trial:
         self.session.report(metrics, state if self.rank == 0 else None)
 
 
-def _restore(settings: LoopSettings, session: Session) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The state and metrics of the checkpoint to continue from (this run's, or `resume_from`)."""
-    checkpoint = session.checkpoint()
+@dataclass(frozen=True)
+class Restored:
+    """The checkpoint a run continues from."""
+
+    state: dict[str, Any]
+    metrics: dict[str, Any]  # the report of its epoch
+    path: str
+    own: bool  # this run's own (a restart), not `resume_from`'s
+
+
+def _restore(settings: LoopSettings, session: Session) -> Restored | None:
+    """The checkpoint to continue from: this run's latest, else `resume_from`, else none."""
+    checkpoint, own = session.checkpoint(), True
     if checkpoint is None and settings.resume_from:
-        checkpoint = ray.train.Checkpoint(settings.resume_from)
+        checkpoint, own = ray.train.Checkpoint(settings.resume_from), False
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as directory:
-        return load_checkpoint(directory), load_metrics(directory)
+        return Restored(load_checkpoint(directory), load_metrics(directory), checkpoint.path, own)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -406,7 +417,7 @@ def run_loop(settings: LoopSettings, session: Session) -> None:
     trial = Trial(settings, session)
     cfg = trial.cfg
     restored = _restore(settings, session)
-    saved, saved_metrics = restored if restored is not None else (None, {})
+    saved, saved_metrics = (restored.state, restored.metrics) if restored is not None else (None, {})
     start_epoch = 0
     if saved is not None:
         trial.model.load_state_dict(saved["model"])
@@ -415,8 +426,14 @@ def run_loop(settings: LoopSettings, session: Session) -> None:
         trial.objective.load_cluster_state(saved["centroid_cosine"])
         trial.batch_clusters = saved.get("batch_clusters", {})
         start_epoch = saved["epoch"]
+    plan = stage_plan(cfg)
+    if restored is not None and restored.own and start_epoch < sum(stage.epochs for stage in plan):
+        # A restart: the process that stored this checkpoint may have died before its report
+        # reached the driver. Send it again, with no new checkpoint; the tracker, the searcher
+        # and ASHA ignore an epoch they already have.
+        trial.report({**restored.metrics, CHECKPOINT_PATH_KEY: restored.path}, None)
     epoch = 0
-    for stage_index, stage in enumerate(stage_plan(cfg)):
+    for stage_index, stage in enumerate(plan):
         stage_end = epoch + stage.epochs
         if stage_end <= start_epoch:
             epoch = stage_end
