@@ -1,4 +1,4 @@
-"""Training throughput: the Ray Train loop (W = 1, 2) vs a plain PyTorch loop on the same model.
+"""Training throughput: the Ray Train loop (W = 1, 2) and the trial-actor loop vs a plain PyTorch loop.
 
     python benchmarks/train_throughput.py [--n 10000] [--epochs 3] [--batch 256] [--workers 1 2]
 
@@ -28,7 +28,7 @@ from ray.train.torch import TorchTrainer
 from rich.console import Console
 from rich.table import Table
 
-from clipsweep.orchestrator.trial import TrialData, ensure_ray, epoch_history, run_trial
+from clipsweep.orchestrator.trial import TrialData, ensure_ray, epoch_history, run_trial, run_trial_in_actor
 from clipsweep.trainers.config import TrialConfig
 
 
@@ -49,6 +49,13 @@ def _plain_in_train_worker(config: dict) -> None:
     rate = plain_loop(config["cfg"], config["data"], config["epochs"])
     with tempfile.TemporaryDirectory() as empty:  # Train V2 keeps metrics only with a checkpoint
         ray.train.report({"samples_per_s": rate}, checkpoint=ray.train.Checkpoint.from_directory(empty))
+
+
+def _loop_in_task(cfg: TrialConfig, data: TrialData, run_dir: str, cores: int) -> float:
+    reports: list[dict] = []
+    run_trial_in_actor(cfg, data, run_dir, reports.append, cpus=cores)
+    rates = [m["samples_per_s"] for m in reports]
+    return statistics.median(rates[1:] or rates)
 
 
 def main() -> None:
@@ -80,6 +87,9 @@ def main() -> None:
             run_config=RunConfig(storage_path=os.path.join(cache, "runs"), name="plain"),
         ).fit()
         rows.append(("plain PyTorch loop inside a Ray Train worker", cores, in_worker.metrics["samples_per_s"]))
+        # The sweep's default for one worker: the same loop in a Ray actor/task, no TorchTrainer.
+        in_actor = ray.remote(num_cpus=cores)(_loop_in_task).remote(cfg, data, os.path.join(cache, "runs", "actor"), cores)
+        rows.append(("clipsweep loop in a Ray task (a sweep's trial actor, W=1)", cores, ray.get(in_actor)))
         for workers in args.workers:
             cpus = cores / workers
             result = run_trial(cfg, data, workers=workers, storage_path=os.path.join(cache, "runs"), name=f"w{workers}", cpus_per_worker=cpus)
