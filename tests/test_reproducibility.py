@@ -2,8 +2,8 @@
 
 Every random draw of a trial derives from `optim.seed` (`trainers/seeding.py`): initial
 weights, the per-epoch order, crops, caption draws, paper C's views, hard-batch grouping and
-dropout. A run resumed from epoch 1's checkpoint continues the same streams. A one-worker
-trial trained in a Tune actor (`run_trial_in_actor`) gives a TorchTrainer's numbers exactly.
+dropout. A run resumed from epoch 1's checkpoint continues the same streams, whether a Tune
+trial's actor (`run_trial_in_actor`, a sweep's one-worker default) or a TorchTrainer trains it.
 """
 
 from __future__ import annotations
@@ -51,19 +51,36 @@ def data(small_corpus) -> TrialData:
 
 
 def test_one_worker_repeats_exactly_differs_by_seed_and_resumes_exactly(data, tmp_path):
-    storage = str(tmp_path)
-    first = run_trial(_config(7, **DRAWS_A_LOT), data, workers=1, storage_path=storage, name="first")
-    again = run_trial(_config(7, **DRAWS_A_LOT), data, workers=1, storage_path=storage, name="again")
-    other = run_trial(_config(8, **DRAWS_A_LOT), data, workers=1, storage_path=storage, name="other")
-    assert _numbers(first) == _numbers(again)
-    assert len(_numbers(first)) == 2 and _numbers(first)[1]["bench/mean_primary"] > 0
-    for epoch in range(2):
-        assert _numbers(first)[epoch]["loss/total"] != _numbers(other)[epoch]["loss/total"]
-    assert _numbers(first)[1]["bench/mean_primary"] != _numbers(other)[1]["bench/mean_primary"]
+    """In a sweep's trial actor (`run_trial_in_actor`), and continued by a TorchTrainer."""
+    threads = torch.get_num_threads()  # the actor's session sets a worker's thread count
+    try:
+        runs: dict[str, list[dict]] = {"first": [], "again": [], "other": []}
+        for name, seed in (("first", 7), ("again", 7), ("other", 8)):
+            run_trial_in_actor(_config(seed, **DRAWS_A_LOT), data, str(tmp_path / name), runs[name].append)
+        first, again, other = (_kept(runs[name]) for name in ("first", "again", "other"))
+        assert first == again
+        assert len(first) == 2 and first[1]["bench/mean_primary"] > 0
+        for epoch in range(2):
+            assert first[epoch]["loss/total"] != other[epoch]["loss/total"]
+        assert first[1]["bench/mean_primary"] != other[1]["bench/mean_primary"]
 
-    after_one = min(epoch_history_paths(first))
-    resumed = run_trial(_config(7, **DRAWS_A_LOT), data, workers=1, storage_path=storage, name="resumed", resume_from=after_one)
-    assert _numbers(resumed) == _numbers(first)[1:]
+        # A TorchTrainer resumed from the actor's epoch-1 checkpoint trains epoch 2 exactly:
+        # one loop, one checkpoint format, whichever process runs it.
+        paths = [r[CHECKPOINT_PATH_KEY] for r in runs["first"]]
+        assert [os.path.dirname(p) for p in paths] == [str(tmp_path / "first")] * 2  # where Ray Train keeps them
+        assert [load_metrics(p)["epoch"] for p in paths] == [1, 2]
+        resumed = run_trial(_config(7, **DRAWS_A_LOT), data, workers=1, storage_path=str(tmp_path), name="resumed",
+                            resume_from=paths[0])  # fmt: skip
+        assert _numbers(resumed) == first[1:]
+
+        shutil.rmtree(paths[1])  # the actor died during epoch 2: a restart continues after epoch 1,
+        restarted: list[dict] = []
+        run_trial_in_actor(_config(7, **DRAWS_A_LOT), data, str(tmp_path / "first"), restarted.append)
+        # ... first sending epoch 1's report again (the driver may not have had it), with its checkpoint
+        assert [r["epoch"] for r in restarted] == [1, 2] and _kept(restarted) == first
+        assert restarted[0][CHECKPOINT_PATH_KEY] == paths[0]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_two_workers_repeat_exactly(data, tmp_path):
@@ -71,30 +88,3 @@ def test_two_workers_repeat_exactly(data, tmp_path):
     assert _numbers(runs[0]) == _numbers(runs[1])
     assert len(_numbers(runs[0])) == 2
 
-
-def epoch_history_paths(result) -> list[str]:
-    """The run's checkpoint directories, oldest epoch first."""
-    return sorted(c.path for c, _ in result.best_checkpoints if os.path.isdir(c.path))
-
-
-def test_a_trial_in_its_tune_actor_trains_exactly_what_a_torch_trainer_does_and_restarts(data, tmp_path):
-    cfg = _config(7, **DRAWS_A_LOT)
-    threads = torch.get_num_threads()  # the actor's session sets a worker's thread count
-    try:
-        reports: list[dict] = []
-        run_trial_in_actor(cfg, data, str(tmp_path / "actor"), reports.append)
-        trainer = run_trial(cfg, data, workers=1, storage_path=str(tmp_path), name="trainer")
-        assert _kept(reports) == _numbers(trainer) and len(reports) == 2
-        # Checkpoints where Ray Train keeps them, each with its epoch's report.
-        paths = [r[CHECKPOINT_PATH_KEY] for r in reports]
-        assert [os.path.dirname(p) for p in paths] == [str(tmp_path / "actor")] * 2
-        assert [load_metrics(p)["epoch"] for p in paths] == [1, 2]
-
-        shutil.rmtree(paths[1])  # the actor died during epoch 2: a restart continues after epoch 1,
-        again: list[dict] = []
-        run_trial_in_actor(cfg, data, str(tmp_path / "actor"), again.append)
-        # ... first sending epoch 1's report again (the driver may not have had it), with its checkpoint
-        assert [r["epoch"] for r in again] == [1, 2] and _kept(again) == _kept(reports)
-        assert again[0][CHECKPOINT_PATH_KEY] == paths[0]
-    finally:
-        torch.set_num_threads(threads)
