@@ -338,14 +338,14 @@ class SweepResult:
             ) from None
 
     @classmethod
-    def from_run(cls, tracking_uri: str, parent_run_id: str) -> SweepResult:
-        """Reopens a sweep from its MLflow parent run.
+    def from_run(cls, tracking_uri: str, parent_run_id: str, uri_name: str = "tracking_uri") -> SweepResult:
+        """Reopens a sweep from its MLflow parent run (`uri_name`: what errors call the URI).
 
         Raises:
             ValueError: no such run in that store, or a run that is not a sweep's parent.
         """
         uri = absolute_store(tracking_uri)
-        check_tracking(uri)  # a server that does not answer fails here, not after MLflow's retries
+        check_tracking(uri, field=uri_name)  # a server that does not answer fails here, not after MLflow's retries
         if uri.startswith("sqlite:///") and not os.path.isfile(uri.removeprefix("sqlite:///")):
             # MLflow would create an empty store there
             raise ValueError(f"{parent_run_id!r}: no such folder, and no MLflow store at {uri} (the file does not exist)")

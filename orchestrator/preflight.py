@@ -66,11 +66,11 @@ def _unwritable(path: str) -> str | None:
     return None
 
 
-def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
+def check_tracking(uri: str, timeout_s: float = 5.0, field: str = "mlflow.tracking_uri") -> None:
     """The MLflow store can be reached: a server answers /health; a SQLite file's folder exists.
 
     Raises:
-        SpecError: naming `mlflow.tracking_uri`, its value and why.
+        SpecError: naming `field` (the spec's, or the flag or argument that gave `uri`), its value and why.
     """
     parsed = urlparse(uri)
     if parsed.scheme in ("http", "https"):
@@ -80,15 +80,15 @@ def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
                     raise OSError(f"HTTP {response.status}")
         except (OSError, urllib.error.URLError) as e:
             reason = getattr(e, "reason", e)
-            raise SpecError(f"mlflow.tracking_uri={uri!r}: no MLflow server answers ({reason})") from None
+            raise SpecError(f"{field}={uri!r}: no MLflow server answers ({reason})") from None
     elif parsed.scheme == "sqlite":
         path = uri.removeprefix("sqlite:///")
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
-            raise SpecError(f"mlflow.tracking_uri={uri!r}: the folder {folder!r} of the SQLite file does not exist")
+            raise SpecError(f"{field}={uri!r}: the folder {folder!r} of the SQLite file does not exist")
     elif parsed.scheme not in ("", "file", "databricks", "postgresql", "mysql", "mssql"):
         raise SpecError(
-            f"mlflow.tracking_uri={uri!r}; allowed: sqlite:///FILE, http(s)://SERVER, a local folder, or a database URI"
+            f"{field}={uri!r}; allowed: sqlite:///FILE, http(s)://SERVER, a local folder, or a database URI"
         )
 
 

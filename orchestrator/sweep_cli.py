@@ -141,7 +141,7 @@ def leaderboard_command(args: argparse.Namespace, console: Console) -> None:
     if os.path.exists(args.sweep) or "://" in args.sweep:
         result = SweepResult.load(args.sweep)
     else:
-        result = SweepResult.from_run(args.tracking_uri, args.sweep)
+        result = SweepResult.from_run(args.tracking_uri, args.sweep, uri_name="--tracking-uri")
     if args.rescore:
         result.build_leaderboard(console)
     else:

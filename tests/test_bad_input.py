@@ -151,7 +151,7 @@ CASES = [
     Case("leaderboard-unknown-run", ["leaderboard", "0123456789abcdef0123456789abcdef", "--tracking-uri", "sqlite:///{tmp}/mlruns.db"],
          ("0123456789abcdef0123456789abcdef", "{tmp}/mlruns.db", "no such")),
     Case("leaderboard-no-server", ["leaderboard", "0123456789abcdef0123456789abcdef", "--tracking-uri", "http://127.0.0.1:9"],
-         ("http://127.0.0.1:9", "no MLflow server answers")),
+         ("--tracking-uri='http://127.0.0.1:9'", "no MLflow server answers")),
 ]  # fmt: skip
 
 
