@@ -92,8 +92,9 @@ def draw_forest(ax: Axes, ranking: Ranking, labels: list[str], alpha: float, lev
             ax.annotate("reference", (np.max(seeds, initial=v), yi), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
             continue
         ax.errorbar(v, yi, xerr=[[v - lo], [hi - v]], fmt="o", color=colour, capsize=4, markersize=6, linewidth=2)
-        ax.annotate(f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]  P(> ref) {pb:.2f}", (max(hi, np.max(seeds, initial=hi)), yi), xytext=(6, 0),
-                    textcoords="offset points", va="center", fontsize=8)  # fmt: skip
+        # right of the interval, its seeds and the reference line (which it would cross when worse)
+        ax.annotate(f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]  P(> ref) {pb:.2f}", (max(hi, np.max(seeds, initial=hi), 0.0), yi),
+                    xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)  # fmt: skip
     ax.set_yticks(y, labels, fontsize=9)
     ax.set_ylim(len(frame) - 0.5, -0.5)  # best at the top, as in the table
     finite = np.array([x for x in spread if np.isfinite(x)] or [0.0])
