@@ -4,7 +4,9 @@ The Ray Train V2 pattern: each Tune trial is a function trainable that builds an
 trial's TorchTrainer (through `run_trial`, as `clipsweep train` does); a callback in the Train
 controller forwards every epoch report to Tune. The trial's Tune actor reserves only its driver;
 its Train workers reserve their own CPUs/GPUs, so `max_concurrent_trials` is what keeps the sum
-inside the cluster (`plan_resources`).
+inside the cluster (`plan_resources`). A one-worker trial (`resources.in_trial_actor`) instead
+runs the same loop in its Tune actor (`run_trial_in_actor`), which then reserves the worker's
+share too and reports to Tune itself.
 """
 
 from __future__ import annotations
