@@ -1,31 +1,37 @@
-"""A/A calibration of the leaderboard's test: how often is a config called different from itself?
+"""Calibration of the leaderboard's paired test: coverage, A/A false positives, power, racing.
 
-    python benchmarks/aa_calibration.py [--seeds 12] [--k 3 4] [--comparisons 200] [--out DIR] [--fresh]
+    python benchmarks/aa_calibration.py [--seeds 12] [--k 3] [--looks 3 10] [--comparisons 200] [--out DIR] [--fresh]
 
 Trains the demo's baseline (vanilla CLIP with `search_spaces/default.yaml`'s trial settings on
-its corpus) with N seeds, and the same config with one more epoch and with twice the epochs
-(differences whose sign is known, measured in the same run) with N seeds each: W = 1, two runs
-at a time, each scored on synthetic10's full tier from its last checkpoint. Then, with
-`ranking.rank_variants`:
+its corpus) and three variants on the same seeds 0..N-1, W = 1, two runs at a time, each
+scored on synthetic10's full tier from its last checkpoint:
+- `one_more_epoch` (4 epochs instead of 3) and `sine` (`logit_transform: sine`): effects whose
+  N-seed paired mean is taken as their true effect;
+- `salted`: the baseline with `optim.augment_salt: 1`, so seed i shares its initial weights and
+  data order with the baseline's seed i but draws other crops and captions: a null whose
+  per-seed differences are not identically 0 (the paired A/A).
 
-- A/A: disjoint groups of k baseline seeds against k others, and (the test before seeds) one
-  baseline run against another: the share called significant per benchmark (after Holm), on
-  any benchmark, and on the aggregate (mean primary metric); for the first k also by a
-  two-level percentile bootstrap (seeds, then items), the design's other option;
-- power: k seeds of a longer config against k of the baseline: the share in which it is called
-  better, and the gain it measures, in points.
+Then, with `ranking.rank_variants` on random subsets of the common seeds:
+- coverage: the share of 95% intervals from k-seed subsets that cover the N-seed mean
+  difference, paired (seed i against seed i) and unpaired (the same runs, pairing removed);
+- null: how often `salted` is called better or worse than the baseline, on the aggregate and
+  on any benchmark after Holm; with k fixed seeds, with the race (`--looks`, seeds added in a
+  random order while undecided), and with the naive race that tests every look at alpha;
+- power: `one_more_epoch` at k fixed seeds and in the race; and the salted null with every
+  benchmark shifted by +delta points (its real noise, a known effect): the smallest delta the
+  race finds 80% of the time, and the seeds it spends.
 
-Targets (DESIGN.md "Ranking"): A/A at most 5% after Holm; power at least 80% for a gain of 2
-points or more. The per-run scores are kept in `--out`; a later call trains only the runs not
-kept there yet (`--fresh`: all again).
+Targets (DESIGN.md "Ranking"): coverage 93-97%, A/A at most 5%, power 80% for 2 points. The
+per-run scores are kept in `--out`; a later call trains only the runs not kept yet.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import dataclasses
 import os
 import pickle
+import tempfile
 import time
 
 import numpy as np
@@ -34,41 +40,38 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from clipsweep.orchestrator.ranking import BootstrapSettings, holm, rank_variants, resample_counts, resampled_metrics
-from clipsweep.orchestrator.trial import TrialData, data_from_doc, run_trial
+from clipsweep.orchestrator.ranking import BootstrapSettings, rank_variants
+from clipsweep.orchestrator.trial import TrialData, data_from_doc, run_trial_in_actor
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.finalist import evaluate_weights, load_weights
 from clipsweep.trainers.evaluation.metrics import ItemScores
 from clipsweep.trainers.evaluation.synthetic10 import TASK_NAMES
 
 DEMO = os.path.join(os.path.dirname(__file__), "..", "search_spaces", "default.yaml")
-Runs = list[dict[str, ItemScores]]  # one {benchmark: per-item scores} per seed
+Runs = dict[int, dict[str, ItemScores]]  # {seed: {benchmark: per-item scores}}
 
 
-@ray.remote(num_cpus=0.5)  # a run's driver, as a sweep's trial driver; its Train worker reserves its own CPU
-def _train(trial: dict, data: TrialData, storage: str, name: str) -> dict:
-    result = run_trial(TrialConfig.from_dict(trial), data, workers=1, storage_path=storage, name=name, callbacks=[])
-    with result.checkpoint.as_directory() as directory:  # the last epoch's
-        return load_weights(directory)
+@ray.remote(num_cpus=1)  # one trial actor's worth: the loop in this process, as a sweep's one-worker trial
+def _train(trial: dict, data: TrialData) -> dict:
+    reports: list[dict] = []
+    with tempfile.TemporaryDirectory() as run_dir:
+        run_trial_in_actor(TrialConfig.from_dict(trial), data, run_dir, reports.append)
+        return load_weights(reports[-1]["checkpoint_path"])  # the last epoch's
 
 
-def train_all(
-    configs: dict[str, dict], seeds: int, scores: dict[str, Runs], data: TrialData, out: str, console: Console
-) -> dict[str, Runs]:
+def train_all(configs: dict[str, dict], seeds: int, scores: dict[str, Runs], data: TrialData, console: Console) -> dict[str, Runs]:
     """Every config trained with seeds 0..seeds-1 (those not in `scores` yet), two at a time,
     each scored on the full tier."""
     suite = data.default_suite().to_dict()
-    scores = {name: list(scores.get(name, []))[:seeds] for name in configs}
-    jobs = [(name, seed) for seed in range(seeds) for name in configs if seed >= len(scores[name])]
-    for name in configs:
-        scores[name] += [None] * (seeds - len(scores[name]))  # type: ignore[list-item]
+    scores = {name: dict(scores.get(name, {})) for name in configs}
+    jobs = [(name, seed) for seed in range(seeds) for name in configs if seed not in scores[name]]
     pending: dict = {}
     start = time.perf_counter()
     while jobs or pending:
         while jobs and len(pending) < 2:
             name, seed = jobs.pop(0)
             trial = {**configs[name], "optim": {**configs[name]["optim"], "seed": seed}}
-            pending[_train.remote(trial, data, os.path.join(out, "runs"), f"{name}-seed{seed}")] = (name, seed, trial)
+            pending[_train.remote(trial, data)] = (name, seed, trial)
         [done], _ = ray.wait(list(pending), num_returns=1)
         name, seed, trial = pending.pop(done)
         results, items = evaluate_weights(trial, ray.get(done), suite, data.tokenizer_dir, "full")
@@ -78,115 +81,122 @@ def train_all(
     return scores
 
 
-def _significant(runs_a, runs_b, seed: int) -> tuple[np.ndarray, int, float]:
-    """Per benchmark (after Holm) and for the aggregate: -1, 0 or +1 for b against a."""
-    ranking = rank_variants({"a": runs_a, "b": runs_b}, "a", TASK_NAMES, BootstrapSettings(n_resamples=1000, seed=seed))
-    row = ranking.frame.set_index("variant").loc["b"]
-    return np.array([row[f"{b}_sig"] for b in TASK_NAMES]), int(row["aggregate_sig"]), row["aggregate_diff"]
+def shifted(runs: Runs, delta: float) -> Runs:
+    """Every benchmark's metric moved by +delta (a hit fraction added per item and part):
+    the same per-item noise, a known effect."""
+    return {s: {b: ItemScores(x.hits + delta * x.counts, x.counts) for b, x in run.items()} for s, run in runs.items()}
 
 
-def two_level_bootstrap(runs_a: Runs, runs_b: Runs, seed: int, n_resamples: int = 1000) -> tuple[np.ndarray, int]:
-    """The design's other option, for comparison: resample seeds (per side), then items (shared),
-    percentile interval and bootstrap p; per benchmark (Holm) and for the aggregate, b vs a."""
-    rng = np.random.default_rng(seed)
-    k_a, k_b = len(runs_a), len(runs_b)
-    pick_a = rng.integers(0, k_a, (n_resamples, k_a))
-    pick_b = rng.integers(0, k_b, (n_resamples, k_b)) + k_a
-    rows = np.arange(n_resamples)[:, None]
-    diffs = []
-    for bench in TASK_NAMES:
-        scores = [run[bench] for run in runs_a + runs_b]
-        boot = resampled_metrics(resample_counts(len(scores[0].hits), n_resamples, rng), scores)  # (R, k_a + k_b)
-        diffs.append(boot[rows, pick_b].mean(1) - boot[rows, pick_a].mean(1))
-    diffs = np.stack(diffs, axis=1)  # (R, B)
-    p = lambda d: np.minimum(1.0, 2 * np.minimum((d <= 0).mean(0), (d >= 0).mean(0)))  # noqa: E731
-    bench_p = holm(p(diffs))
-    aggregate_p = float(p(diffs.mean(axis=1)))
-    return np.where(bench_p < 0.05, np.sign(diffs.mean(0)), 0), int(np.sign(diffs.mean()) if aggregate_p < 0.05 else 0)
+def _verdicts(ref: Runs, var: Runs, seeds: list[int], settings: BootstrapSettings, paired: bool = True):
+    """(aggregate verdict, any benchmark marked, aggregate lo, hi) of var against ref on `seeds`."""
+    runs = {"ref": {s: ref[s] for s in seeds}, "v": {(s if paired else 1000 + s): var[s] for s in seeds}}
+    row = rank_variants(runs, "ref", TASK_NAMES, settings).frame.set_index("variant").loc["v"]
+    return row["aggregate_verdict"], any(row[f"{b}_sig"] != 0 for b in TASK_NAMES), row["aggregate_diff_lo"], row["aggregate_diff_hi"]
 
 
-def aa_rates(base: Runs, ks: list[int], comparisons: int, rng: np.random.Generator) -> dict[str, tuple]:
-    """Shares of A/A comparisons called significant: the item-only test (one run a side, every
-    pair of seeds) and the seed-aware one (k seeds a side, disjoint, drawn at random)."""
-    pairs = list(itertools.combinations(range(len(base)), 2))
-    tests = [("items only (1 run each)", [([base[i]], [base[j]]) for i, j in pairs], _significant)]
-    for k in ks:
-        groups = [rng.permutation(len(base))[: 2 * k] for _ in range(comparisons)]
-        cases = [([base[i] for i in g[:k]], [base[i] for i in g[k:]]) for g in groups]
-        tests.append((f"seeds + items ({k} seeds each)", cases, _significant))
-        if k == ks[0]:
-            tests.append((f"two-level percentile bootstrap ({k} seeds each)", cases, two_level_bootstrap))
-    out = {}
-    for label, cases, test in tests:
-        marks = [test(a, b, c) for c, (a, b) in enumerate(cases)]
-        per_bench = np.array([m[0] != 0 for m in marks])
-        out[label] = (len(cases), per_bench.any(axis=1).mean(), np.mean([m[1] != 0 for m in marks]), per_bench.mean(axis=0))
-    return out
-
-
-def power(base: Runs, longer: Runs, k: int, comparisons: int, rng: np.random.Generator) -> tuple[int, float, float, np.ndarray]:
-    """k seeds of `longer` against k of `base`: share of aggregates called better, mean gain (points)."""
-    marks = [
-        _significant([base[i] for i in rng.permutation(len(base))[:k]], [longer[i] for i in rng.permutation(len(longer))[:k]], c)
-        for c in range(comparisons)
-    ]
-    return (
-        comparisons,
-        float(np.mean([m[1] > 0 for m in marks])),
-        float(np.mean([m[2] for m in marks]) * 100),
-        np.array([m[0] > 0 for m in marks]).mean(axis=0),
-    )
+def race(ref: Runs, var: Runs, order: list[int], looks: tuple[int, int], settings: BootstrapSettings, naive: bool = False):
+    """Seeds added in `order` from looks[0] to looks[1] while the aggregate is undecided:
+    (final verdict, any benchmark marked at the stop, seeds spent)."""
+    settings = dataclasses.replace(settings, looks=None if naive else looks)
+    for n in range(looks[0], looks[1] + 1):
+        verdict, any_bench, _, _ = _verdicts(ref, var, order[:n], settings)
+        if verdict != "undecided":
+            return verdict, any_bench, n
+    return verdict, any_bench, looks[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=12, help="runs per config (N)")
-    parser.add_argument("--k", type=int, nargs="+", default=[3, 4], help="seeds per side in a comparison (leaderboard.seeds)")
+    parser.add_argument("--seeds", type=int, default=12, help="common seeds per config (N)")
+    parser.add_argument("--k", type=int, default=3, help="seeds in a fixed comparison (leaderboard.seeds)")
+    parser.add_argument("--looks", type=int, nargs=2, default=[3, 10], help="leaderboard.seeds {min, max} of the race")
     parser.add_argument("--comparisons", type=int, default=200)
+    parser.add_argument("--resamples", type=int, default=300, help="item bootstrap resamples per ranking")
     parser.add_argument("--out", default=os.path.join("/tmp", "aa_calibration"))
     parser.add_argument("--fresh", action="store_true", help="train every config again, ignoring kept scores")
     args = parser.parse_args()
-    console = Console(width=160)
+    console = Console(width=170)
     os.makedirs(args.out, exist_ok=True)
-    kept = os.path.join(args.out, "scores.pkl")
+    kept = os.path.join(args.out, "paired_scores.pkl")
     with open(DEMO) as f:
         demo = yaml.safe_load(f)
     base = TrialConfig.from_dict(demo["trial"]).to_dict()
-    epochs = base["optim"]["epochs"]
     configs = {
         "baseline": base,
-        "one_more_epoch": {**base, "optim": {**base["optim"], "epochs": epochs + 1}},
-        "twice_the_epochs": {**base, "optim": {**base["optim"], "epochs": 2 * epochs}},
+        "salted": {**base, "optim": {**base["optim"], "augment_salt": 1}},
+        "one_more_epoch": {**base, "optim": {**base["optim"], "epochs": base["optim"]["epochs"] + 1}},
+        "sine": {**base, "objective": {**base["objective"], "logit_transform": "sine"}},
     }
     scores: dict[str, Runs] = {}
-    if os.path.exists(kept) and not args.fresh:  # seeds 0..n-1 of each config, kept by an earlier call
+    if os.path.exists(kept) and not args.fresh:
         with open(kept, "rb") as f:
             scores = pickle.load(f)
-    if any(len(scores.get(name, [])) < args.seeds for name in configs):
-        ray.init(num_cpus=5, configure_logging=False, log_to_driver=False)  # 2 runs x 1.5 CPU + 2 for Ray Data
-        scores = train_all(configs, args.seeds, scores, data_from_doc(demo["data"]), args.out, console)
+    if any(len(scores.get(name, {})) < args.seeds for name in configs):
+        ray.init(num_cpus=4, configure_logging=False, log_to_driver=False)  # 2 runs x 1 CPU + 2 for Ray Data
+        scores = train_all(configs, args.seeds, scores, data_from_doc(demo["data"]), console)
         with open(kept, "wb") as f:
             pickle.dump(scores, f)
-    scores = {name: runs[: args.seeds] for name, runs in scores.items()}
-    rng = np.random.default_rng(0)
-    aggregates = {name: [np.mean([s[b].value() for b in TASK_NAMES]) for s in runs] for name, runs in scores.items()}
-    for name, values in aggregates.items():
-        console.print(f"{name}: {len(values)} seeds, aggregate {np.mean(values):.4f} (seed sd {np.std(values, ddof=1) * 100:.2f} pts)")
-
-    table = Table(title=f"A/A: the baseline against itself ({args.seeds} seeds of {demo['trial']['optim']['epochs']} epochs)")
-    for column in ("test", "comparisons", "any benchmark (Holm)", "aggregate", *TASK_NAMES):
-        table.add_column(column, justify="left" if column == "test" else "right")
-    ks = [k for k in args.k if 2 * k <= args.seeds]  # A/A needs two disjoint groups
-    for label, (n, any_bench, aggregate, per_bench) in aa_rates(scores["baseline"], ks, args.comparisons, rng).items():
-        table.add_row(label, str(n), f"{any_bench:.1%}", f"{aggregate:.1%}", *(f"{x:.0%}" for x in per_bench))
+    seeds = list(range(args.seeds))
+    base_runs = scores["baseline"]
+    aggregate = {name: np.array([np.mean([runs[s][b].value() for b in TASK_NAMES]) for s in seeds]) for name, runs in scores.items()}
+    truth = {name: float(np.mean(aggregate[name] - aggregate["baseline"])) for name in configs if name != "baseline"}
+    table = Table(title=f"Per-config aggregate over {args.seeds} common seeds (points)")
+    for column in ("config", "mean", "seed sd", "Δ vs baseline (N-seed mean)", "corr(seed i, baseline seed i)",
+                   "sd of Δ unpaired", "sd of Δ paired"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "config" else "right")
+    for name, values in aggregate.items():
+        b = aggregate["baseline"]
+        row = [f"{values.mean() * 100:.2f}", f"{values.std(ddof=1) * 100:.2f}"]
+        if name != "baseline":
+            row += [f"{truth[name] * 100:+.2f}", f"{np.corrcoef(values, b)[0, 1]:.2f}",
+                    f"{np.sqrt(values.var(ddof=1) + b.var(ddof=1)) * 100:.2f}", f"{(values - b).std(ddof=1) * 100:.2f}"]  # fmt: skip
+        table.add_row(name, *row)
     console.print(table)
 
-    table = Table(title="Power: a longer config against the baseline (k seeds each)")
-    for column in ("config", "k", "comparisons", "mean gain (pts)", "aggregate called better", *TASK_NAMES):
-        table.add_column(column, justify="left" if column == "config" else "right")
-    for name, k in itertools.product(("one_more_epoch", "twice_the_epochs"), args.k):
-        n, rate, gain, per_bench = power(scores["baseline"], scores[name], k, args.comparisons, rng)
-        table.add_row(name, str(k), str(n), f"{gain:+.2f}", f"{rate:.1%}", *(f"{x:.0%}" for x in per_bench))
+    rng = np.random.default_rng(0)
+    settings = BootstrapSettings(n_resamples=args.resamples)
+    subsets = [sorted(rng.choice(seeds, args.k, replace=False).tolist()) for _ in range(args.comparisons)]
+    orders = [rng.permutation(seeds).tolist() for _ in range(args.comparisons)]
+    looks = tuple(args.looks)
+
+    table = Table(title=f"Coverage of the N-seed mean difference by {args.k}-seed intervals ({args.comparisons} subsets, target 93-97%)")
+    for column in ("pair", "true Δ (pts)", "paired", "unpaired", "median width paired", "median width unpaired"):
+        table.add_column(column, justify="left" if column == "pair" else "right")
+    for name in ("one_more_epoch", "sine", "salted"):
+        cells = []
+        for paired in (True, False):
+            bounds = np.array([_verdicts(base_runs, scores[name], s, settings, paired)[2:] for s in subsets])
+            cells.append(((bounds[:, 0] <= truth[name]) & (truth[name] <= bounds[:, 1])).mean())
+            cells.append(np.median(bounds[:, 1] - bounds[:, 0]) * 100)
+        table.add_row(f"{name} - baseline", f"{truth[name] * 100:+.2f}", f"{cells[0]:.1%}", f"{cells[2]:.1%}", f"{cells[1]:.2f}", f"{cells[3]:.2f}")
+    console.print(table)
+
+    table = Table(title="Null (paired A/A): salted baseline against the baseline, same seeds (target <= 5%)")
+    for column in ("test", "comparisons", "aggregate called", "any benchmark (Holm)", "mean seeds"):
+        table.add_column(column, justify="left" if column == "test" else "right")
+    fixed = [_verdicts(base_runs, scores["salted"], s, settings) for s in subsets]
+    table.add_row(f"fixed, {args.k} seeds, paired", str(len(fixed)), f"{np.mean([v[0] in ('better', 'worse') for v in fixed]):.1%}",
+                  f"{np.mean([v[1] for v in fixed]):.1%}", str(args.k))  # fmt: skip
+    unpaired = [_verdicts(base_runs, scores["salted"], s, settings, paired=False) for s in subsets]
+    table.add_row(f"fixed, {args.k} seeds, unpaired", str(len(unpaired)),
+                  f"{np.mean([v[0] in ('better', 'worse') for v in unpaired]):.1%}", f"{np.mean([v[1] for v in unpaired]):.1%}", str(args.k))  # fmt: skip
+    for label, naive in ((f"race {looks}, group-sequential", False), (f"race {looks}, naive re-test at alpha", True)):
+        races = [race(base_runs, scores["salted"], order, looks, settings, naive) for order in orders]
+        table.add_row(label, str(len(races)), f"{np.mean([r[0] in ('better', 'worse') for r in races]):.1%}",
+                      f"{np.mean([r[1] for r in races]):.1%}", f"{np.mean([r[2] for r in races]):.2f}")  # fmt: skip
+    console.print(table)
+
+    table = Table(title="Power: the aggregate called better (target >= 80% at 2 points)")
+    for column in ("effect", "Δ (pts)", f"fixed {args.k} seeds", f"race {looks}", "race: mean seeds", "race: verdicts"):
+        table.add_column(column, justify="left" if column == "effect" else "right")
+    cases = [("one_more_epoch (real)", scores["one_more_epoch"], truth["one_more_epoch"]), ("sine (real)", scores["sine"], truth["sine"])]
+    cases += [(f"salted + {d:g} pts (shifted)", shifted(scores["salted"], d / 100), truth["salted"] + d / 100) for d in (0.5, 1.0, 1.5, 2.0, 3.0)]
+    for label, runs, effect in cases:
+        fixed_rate = np.mean([_verdicts(base_runs, runs, s, settings)[0] == "better" for s in subsets])
+        races = [race(base_runs, runs, order, looks, settings) for order in orders]
+        verdicts = {v: sum(r[0] == v for r in races) for v in ("better", "worse", "equivalent", "undecided")}
+        table.add_row(label, f"{effect * 100:+.2f}", f"{fixed_rate:.1%}", f"{np.mean([r[0] == 'better' for r in races]):.1%}",
+                      f"{np.mean([r[2] for r in races]):.2f}", " ".join(f"{k} {v}" for k, v in verdicts.items() if v))  # fmt: skip
     console.print(table)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ from rich.console import Console
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.suite import flatten
 
-from .finalists import choose_finalists, evaluate_finalists, replicate_configs, with_replicates
+from .finalists import Selection, choose_finalists, evaluate_finalists, replicate_configs, with_replicates
 from .importance import param_importances, write_importance
 from .leaderboard import ARTIFACT_DIR, Leaderboard, Scores, load_scores, log_to_runs, rank_scores, save_scores
 from .plots import save_plot, variant_labels
@@ -184,8 +185,9 @@ class Sweep:
                 summaries = [_summary(r) for r in grid]
                 # Tune returns from fit() after Ctrl-C: trials still open, or not all run.
                 interrupted = bool(tracker.open) or _unfinished(grid, spec.search.num_samples)
+                scores: Scores = {}
                 if not interrupted:  # the search ended: train the finalists' other seeds
-                    replicates, interrupted = _train_replicates(result, spec, data, plan, [tracker, *callbacks], console)
+                    replicates, interrupted, scores = _train_replicates(result, spec, data, plan, [tracker, *callbacks], console)
                     summaries += replicates
         except KeyboardInterrupt:  # a second Ctrl-C: the open runs become KILLED
             tracker.finish([], interrupted=True)
@@ -196,7 +198,7 @@ class Sweep:
         tracker.finish(summaries, interrupted=interrupted or bool(tracker.open))
         if result.status() == "completed":  # after Ctrl-C: `clipsweep leaderboard` builds it later
             try:
-                result.build_leaderboard(console, data)
+                result.build_leaderboard(console, data, scores)
             except ValueError as e:  # nothing to rank (every trial failed): the trials stay recorded
                 tracker.client.set_tag(tracker.parent_id, LEADERBOARD_TAG, f"not built: {e}"[:500])
         return result
@@ -251,28 +253,58 @@ def sigterm_as_sigint() -> Iterator[None]:
 def _train_replicates(
     result: SweepResult, spec: SweepSpec, data: TrialData, plan: ResourcePlan, callbacks: list[tune.Callback],
     console: Console | None,
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[dict[str, Any]], bool, Scores]:
     """Trains the finalists' seed replicates as Tune trials on the same cluster (their own MLflow
-    child runs, through the same tracker); returns their summaries and whether Ctrl-C stopped
-    them. Nothing to do with `leaderboard.seeds: 1` or nothing to rank."""
-    if spec.leaderboard.seeds < 2:
-        return [], False
+    child runs, through the same tracker). Returns their summaries, whether Ctrl-C stopped them,
+    and the full-tier scores an adaptive race already computed (nothing to evaluate again).
+
+    Fixed seeds: one round to `leaderboard.seeds`. Adaptive (`{min, max}`): `min` seeds, then
+    while a finalist's aggregate verdict is undecided and it has fewer than `max`, one more
+    common seed for each such finalist (and the reference gets it too), a round at a time; a
+    round that cannot run ends the race with the verdicts so far."""
+    board = spec.leaderboard
+    if board.max_seeds < 2:
+        return [], False, {}
     trials = result.trials()
     try:
-        selection = choose_finalists(trials, spec.leaderboard.finalists)
+        selection = choose_finalists(trials, board.finalists)
     except ValueError:  # every trial failed: the leaderboard will say why
-        return [], False
-    configs = replicate_configs(selection, spec, trials)
-    if not configs:
-        return [], False
-    if console is not None:
-        n = len(selection.finalists)
-        console.print(
-            f"training {_count(len(configs), 'seed replicate')} of {_count(n, 'finalist')} "
-            f"(leaderboard.seeds={spec.leaderboard.seeds}), {plan.max_concurrent} at a time"
-        )
-    grid = build_replicate_tuner(spec, data, plan, result.experiment, configs, callbacks).fit()
-    return [_summary(r) for r in grid], _unfinished(grid, len(configs))
+        return [], False, {}
+    say = console.print if console is not None else (lambda *_: None)
+    wanted = {f.name: board.first_seeds for f in selection.finalists}
+    summaries: list[dict[str, Any]] = []
+    scores: Scores = {}
+    for look in itertools.count(1):
+        configs = replicate_configs(selection, spec, trials, wanted)
+        if configs:
+            say(f"training {_count(len(configs), 'seed replicate')} of {_count(len(selection.finalists), 'finalist')} "
+                f"(leaderboard.seeds={board.describe_seeds()}), {plan.max_concurrent} at a time")  # fmt: skip
+            name = "replicates" if look == 1 else f"replicates-look{look}"
+            try:
+                grid = build_replicate_tuner(spec, data, plan, result.experiment, configs, callbacks, name).fit()
+            except Exception as e:  # noqa: BLE001 - a later round failing keeps the verdicts so far
+                if look == 1:
+                    raise
+                say(f"[yellow]race stopped: round {look} could not run ({type(e).__name__}: {e}); verdicts so far[/]")
+                break
+            summaries += [_summary(r) for r in grid]
+            if _unfinished(grid, len(configs)):
+                return summaries, True, scores
+            trials = result.trials()
+        if board.looks is None:
+            break
+        ranked, scores = result.rank_runs(with_replicates(selection, trials, spec), data, scores, console)
+        frame = ranked.frame().set_index("variant")
+        racing = [
+            name for name in frame.index[frame["aggregate_verdict"] == "undecided"] if wanted.get(name, board.max_seeds) < board.max_seeds
+        ]  # fmt: skip
+        if not racing:
+            break
+        for name in racing:
+            wanted[name] += 1
+        wanted[ranked.ranking.reference] = max(wanted.values())
+        say(f"look {look}: undecided after their seeds: {', '.join(racing)}; one more seed each")
+    return summaries, False, scores
 
 
 def _count(n: int, noun: str) -> str:
@@ -386,6 +418,7 @@ class SweepResult:
                 "score": metrics.get(SCORE), "epochs": int(tags.get("clipsweep.epochs_run", 0)),
                 "seed": int(tags[SEED_TAG]) if SEED_TAG in tags else None, REPLICATE_KEY: tags.get(REPLICATE_OF_TAG),
                 "failure_reason": tags.get(REASON_TAG), "overrides": overrides,
+                "seconds": (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else None,
                 **{k: v for k, v in metrics.items() if k.startswith("bench/")},
             })  # fmt: skip
         frame = pd.DataFrame(rows)
@@ -395,22 +428,36 @@ class SweepResult:
         """The sweep's spec, as logged on its parent run."""
         return SweepSpec.from_yaml(self._client().download_artifacts(self.mlflow_parent_run_id, "sweep.yaml"))
 
-    def build_leaderboard(self, console: Console | None = None, data: TrialData | None = None) -> Leaderboard:
-        """Re-scores the finalists on the full tier (Ray tasks), ranks them, and publishes the
-        tables and pictures (parent run artifacts `leaderboard/`, and `<path>/leaderboard/`)."""
-        client, spec = self._client(), self.spec()
+    def build_leaderboard(
+        self, console: Console | None = None, data: TrialData | None = None, scores: Scores | None = None
+    ) -> Leaderboard:
+        """Re-scores the finalists on the full tier (Ray tasks; runs already in `scores` are not
+        evaluated again), ranks them, and publishes the tables and pictures (parent run
+        artifacts `leaderboard/`, and `<path>/leaderboard/`)."""
+        spec = self.spec()
         data = data or check_sweep(spec)
         trials = self.trials()
-        selection = with_replicates(choose_finalists(trials, spec.leaderboard.finalists), trials, spec.leaderboard.seeds)
+        selection = with_replicates(choose_finalists(trials, spec.leaderboard.finalists), trials, spec)
         if not ray.is_initialized():
             start_ray(plan_resources(spec))
+        board, scores = self.rank_runs(selection, data, scores or {}, console)
+        save_scores(self._client(), self.mlflow_parent_run_id, selection, scores)
+        return self._publish(board, scores)
+
+    def rank_runs(
+        self, selection: Selection, data: TrialData, scores: Scores, console: Console | None = None
+    ) -> tuple[Leaderboard, Scores]:
+        """The selection ranked on the full tier: its runs not in `scores` evaluated (Ray tasks),
+        then all of them ranked. Returns the leaderboard and every score so far."""
+        spec = self.spec()
         say = console.print if console is not None else (lambda *_: None)
-        runs = selection.runs()
-        say(f"re-scoring {_count(len(runs), 'run')} of {_count(len(selection.finalists), 'finalist')} on the {spec.suite.name} full tier")
+        runs = [r for r in selection.runs() if r.name not in scores]
+        if runs:
+            say(f"re-scoring {_count(len(runs), 'run')} of {_count(len(selection.finalists), 'finalist')} on the "
+                f"{spec.suite.name} full tier")  # fmt: skip
         done = lambda f, metrics: say(f"  {f.name}: full-tier mean primary {flatten(metrics)['bench/mean_primary']:.3f}")  # noqa: E731
-        scores = evaluate_finalists(client, spec, data, runs, done)
-        save_scores(client, self.mlflow_parent_run_id, selection, scores)
-        return self._publish(rank_scores(selection, scores, spec.leaderboard), scores)
+        scores = {**scores, **evaluate_finalists(self._client(), spec, data, runs, done)}
+        return rank_scores(selection, scores, spec.leaderboard), scores
 
     def leaderboard(self) -> pd.DataFrame:
         """One row per ranked variant (best first): each benchmark's metric with its interval,
@@ -426,7 +473,7 @@ class SweepResult:
         """Writes the heatmap and the forest plot side by side to `path` (PNG); returns the path."""
         board = self.ranked()
         s = board.settings
-        save_plot(path, board.ranking, variant_labels(board.ranking, board.knobs()), s.alpha, s.level)
+        save_plot(path, board.ranking, variant_labels(board.ranking, board.knobs()), s.alpha, s.level, s.margin_pts)
         return path
 
     def ranked(self) -> Leaderboard:
@@ -449,6 +496,7 @@ class SweepResult:
 
     def _publish(self, board: Leaderboard, scores: Scores) -> Leaderboard:
         client = self._client()
+        board = dataclasses.replace(board, extra_notes=(compute_note(self.trials()),))
         with tempfile.TemporaryDirectory() as directory:
             write_reports(board, directory, write_importance(self.study(), directory))
             client.log_artifacts(self.mlflow_parent_run_id, directory, ARTIFACT_DIR)
@@ -480,6 +528,19 @@ class SweepResult:
         if best is None:
             raise ValueError(f"sweep {self.experiment}: no trial reported a score")
         return self.spec().config_for(best["overrides"])
+
+
+def compute_note(trials: pd.DataFrame) -> str:
+    """'Compute: search 8 runs, 152 trial-s; seed replicates 9 runs, 171 trial-s (53% of all)',
+    from each child run's own start and end."""
+    if trials.empty:
+        return "Compute: no runs."
+    seconds = trials["seconds"].fillna(0.0)
+    replicate = trials["role"] == "replicate"
+    spent = {"search": seconds[~replicate].sum(), "replicates": seconds[replicate].sum()}
+    share = spent["replicates"] / max(sum(spent.values()), 1e-9)
+    return (f"Compute: search {int((~replicate).sum())} runs, {spent['search']:.0f} trial-s; seed replicates "
+            f"{int(replicate.sum())} runs, {spent['replicates']:.0f} trial-s ({share:.0%} of all).")  # fmt: skip
 
 
 def _best_trial(frame: pd.DataFrame) -> pd.Series | None:

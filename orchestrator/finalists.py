@@ -2,8 +2,11 @@
 and every run re-scored on the full tier.
 
 The top trials by cheap-tier score (what ASHA and Optuna saw) plus the baseline are the
-variants. Each is trained `leaderboard.seeds` times in all (seeds `optim.seed + i`; its search
-run is seed `optim.seed` when it trained all its epochs), so the ranking sees training noise.
+variants. Each is trained on the common seeds `s0 + i` (s0: the baseline's `optim.seed`), so
+replicate i of every variant shares initial weights, data order, crops and caption draws with
+the baseline's, and the ranking pairs them by seed. A search run counts as one of them only when
+it trained all its epochs with a common seed (a variant whose `optim.seed` was searched or set
+in a point is trained again on the common seeds).
 Every run is evaluated again from its best checkpoint (the `checkpoint` artifact of its MLflow
 child run) on the suite's full tier, one Ray task each, as many at once as the cluster has room
 for. Each task returns the metrics and every benchmark's primary metric per item.
@@ -55,12 +58,14 @@ class Selection:
     reference: str  # the finalist everything is compared with
     note: str | None  # set when the reference is not the baseline, and why
     replicates: tuple[Finalist, ...] = ()  # completed seed replicates of the finalists
-    seeds: int = 1  # runs per variant the leaderboard asked for
+    seeds: int = 1  # runs per variant the leaderboard asked for (an adaptive race's minimum)
+    common_seeds: tuple[int, ...] = ()  # the seeds a run may have to be ranked (empty: any)
 
     def runs(self) -> list[Finalist]:
         """Every run that is scored: each variant's search trial if it trained all its epochs, and
-        its completed replicates."""
-        return [f for f in self.finalists if f.status == "completed"] + list(self.replicates)
+        its completed replicates, on the common seeds."""
+        runs = [f for f in self.finalists if f.status == "completed"] + list(self.replicates)
+        return [r for r in runs if not self.common_seeds or r.seed in self.common_seeds]
 
     def runs_of(self, variant: str) -> list[Finalist]:
         return [r for r in self.runs() if r.of == variant]
@@ -102,27 +107,37 @@ def _run(row: pd.Series) -> Finalist:
     )  # fmt: skip
 
 
-def with_replicates(selection: Selection, trials: pd.DataFrame, seeds: int) -> Selection:
-    """The selection with its finalists' completed seed replicates (rows of role `replicate`)."""
+def common_seeds(spec: SweepSpec, count: int) -> tuple[int, ...]:
+    """The first `count` common seeds: the baseline's `optim.seed` + 0, 1, ..."""
+    return tuple(spec.baseline.optim.seed + i for i in range(count))
+
+
+def with_replicates(selection: Selection, trials: pd.DataFrame, spec: SweepSpec) -> Selection:
+    """The selection with its finalists' completed seed replicates (rows of role `replicate`),
+    ranked on the common seeds up to `leaderboard.seeds` (or its adaptive max)."""
     names = {f.name for f in selection.finalists}
     done = trials[(trials["role"] == "replicate") & (trials["status"] == "completed")] if len(trials) else trials
     replicates = tuple(_run(r) for _, r in done.iterrows() if r[REPLICATE_KEY] in names)
-    return dataclasses.replace(selection, replicates=replicates, seeds=seeds)
+    board = spec.leaderboard
+    return dataclasses.replace(
+        selection, replicates=replicates, seeds=board.first_seeds, common_seeds=common_seeds(spec, board.max_seeds)
+    )
 
 
-def replicate_configs(selection: Selection, spec: SweepSpec, trials: pd.DataFrame) -> list[dict[str, Any]]:
-    """Tune configs of the replicates still to train: each finalist up to `leaderboard.seeds`
-    runs, seeds `optim.seed + i`; its search trial is seed + 0 when it trained all its epochs,
-    and a replicate that already completed (a resumed sweep) is not trained again."""
-    done = {(r.of, r.seed) for r in with_replicates(selection, trials, spec.leaderboard.seeds).replicates}
-    configs = []
-    for f in selection.finalists:
-        base = spec.config_for(f.overrides).optim.seed
-        first = 1 if f.status == "completed" else 0
-        for seed in range(base + first, base + spec.leaderboard.seeds):
-            if (f.name, seed) not in done:
-                configs.append({"role": "replicate", REPLICATE_KEY: f.name, **f.overrides, SEED_FIELD: seed})
-    return configs
+def replicate_configs(
+    selection: Selection, spec: SweepSpec, trials: pd.DataFrame, wanted: dict[str, int]
+) -> list[dict[str, Any]]:
+    """Tune configs of the replicates still to train: each finalist f on the first `wanted[f]`
+    common seeds it has no run of. A search run with a common seed that trained all its
+    epochs counts; a replicate that completed or failed (a resumed sweep, an earlier round of
+    a race) is not trained again (a failed one leaves its variant on fewer common seeds)."""
+    tried = trials[(trials["role"] == "replicate") & trials["status"].isin(["completed", "failed"])] if len(trials) else trials
+    have = {(r[REPLICATE_KEY], int(r["seed"])) for _, r in tried.iterrows()}
+    have |= {(f.name, f.seed) for f in selection.finalists if f.status == "completed"}
+    return [
+        {"role": "replicate", REPLICATE_KEY: f.name, **f.overrides, SEED_FIELD: seed}
+        for f in selection.finalists for seed in common_seeds(spec, wanted.get(f.name, 0)) if (f.name, seed) not in have
+    ]  # fmt: skip
 
 
 def evaluate_finalists(

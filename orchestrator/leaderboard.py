@@ -8,7 +8,9 @@ What is kept on the sweep's parent MLflow run, under `leaderboard/`:
 - `leaderboard.csv|md|html`, `leaderboard_heatmap.png`, `leaderboard_forest.png`.
 Each scored run's child run gets its full-tier metrics (`full/<task>/<metric>`) and its
 variant's `leaderboard/aggregate`, `leaderboard/aggregate_diff_pts`, `leaderboard/p_better`,
-`leaderboard/seeds`, `leaderboard/seed_sd_pts`, `leaderboard/mean_rank`, `leaderboard/rank`.
+`leaderboard/seeds`, `leaderboard/seed_sd_pts`, `leaderboard/mde_pts`, `leaderboard/mean_rank`,
+`leaderboard/rank`, and the tags `clipsweep.verdict` (better | worse | equivalent | undecided |
+reference) and `clipsweep.pairing`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from clipsweep.trainers.evaluation.metrics import ItemScores
@@ -34,7 +36,7 @@ from .finalists import Finalist, Selection
 from .progress import describe_overrides
 from .ranking import Ranking, rank_variants
 from .spec import LeaderboardSettings
-from .tracking import metric_key, rounded
+from .tracking import PAIRING_TAG, VERDICT_TAG, metric_key, rounded
 
 ARTIFACT_DIR = "leaderboard"
 SCORES_FILE, FINALISTS_FILE = "scores.npz", "finalists.json"
@@ -49,12 +51,14 @@ class Leaderboard:
     Attributes:
         ranking: per-variant numbers (see `ranking.Ranking`).
         selection: the finalists and the reference.
-        settings: finalists, bootstrap resamples, seed, level, alpha.
+        settings: finalists, seeds, margin, bootstrap resamples, seed, level, alpha.
+        extra_notes: more footnotes (the compute spent, from the runs' own timings).
     """
 
     ranking: Ranking
     selection: Selection
     settings: LeaderboardSettings
+    extra_notes: tuple[str, ...] = ()
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -67,7 +71,7 @@ class Leaderboard:
                 extra += (f"{f.name}: no completed run to score; not ranked.",)
             elif n < asked:
                 extra += (f"{f.name}: ranked on {n} of {asked} seeds (the others failed or did not train all epochs).",)
-        return extra + self.ranking.notes
+        return extra + self.ranking.notes + self.extra_notes
 
     def knobs(self) -> dict[str, str]:
         """Each variant's values that differ from the baseline (`logit_transform=sine omega=1.22`)."""
@@ -95,8 +99,8 @@ def rank_scores(selection: Selection, scores: Scores, settings: LeaderboardSetti
     Raises:
         ValueError: no finalist has a scored run.
     """
-    items = {
-        f.name: [scores[run.name][1] for run in selection.runs_of(f.name) if run.name in scores]
+    items = {  # keyed by seed: the ranking pairs runs by seed, never by order
+        f.name: {run.seed: scores[run.name][1] for run in selection.runs_of(f.name) if run.name in scores}
         for f in selection.finalists
     }
     items = {name: runs for name, runs in items.items() if runs}
@@ -107,7 +111,7 @@ def rank_scores(selection: Selection, scores: Scores, settings: LeaderboardSetti
         note = (f"{selection.reference} has no completed run: everything is compared with {substitute}, "
                 f"the best completed finalist.")  # fmt: skip
         selection = dataclasses.replace(selection, reference=substitute, note=note)
-    benchmarks = list(dict.fromkeys(b for runs in items.values() for per_item in runs for b in per_item))
+    benchmarks = list(dict.fromkeys(b for runs in items.values() for per_item in runs.values() for b in per_item))
     return Leaderboard(rank_variants(items, selection.reference, benchmarks, settings.bootstrap), selection, settings)
 
 
@@ -123,6 +127,7 @@ def save_scores(client: MlflowClient, parent_id: str, selection: Selection, scor
         "finalists": [dataclasses.asdict(f) for f in selection.finalists],
         "replicates": [dataclasses.asdict(f) for f in selection.replicates],
         "seeds": selection.seeds,
+        "common_seeds": list(selection.common_seeds),
         "metrics": {name: metrics for name, (metrics, _) in scores.items()},
     }
     with tempfile.TemporaryDirectory() as directory:
@@ -145,7 +150,7 @@ def load_scores(client: MlflowClient, parent_id: str) -> tuple[Selection, Scores
             arrays = dict(np.load(io.BytesIO(f.read())))
     selection = Selection(
         [Finalist(**f) for f in doc["finalists"]], doc["reference"], doc["note"],
-        tuple(Finalist(**f) for f in doc.get("replicates", ())), doc.get("seeds", 1),
+        tuple(Finalist(**f) for f in doc.get("replicates", ())), doc.get("seeds", 1), tuple(doc.get("common_seeds", ())),
     )  # fmt: skip
     scores: Scores = {}
     for run in selection.runs():
@@ -171,9 +176,12 @@ def log_to_runs(client: MlflowClient, board: Leaderboard, scores: Scores) -> Non
             "leaderboard/p_better": row["aggregate_p_better"],
             "leaderboard/seeds": row["seeds"],
             "leaderboard/seed_sd_pts": row["aggregate_seed_sd"] * 100,
+            "leaderboard/mde_pts": row["aggregate_mde_pts"],
             "leaderboard/mean_rank": row["mean_rank"],
             "leaderboard/rank": row["rank"],
         }
         now = int(time.time() * 1000)
         metrics = [Metric(metric_key(k), rounded(k, float(v)), now, 0) for k, v in values.items() if np.isfinite(v)]
-        client.log_batch(run.run_id, metrics=metrics)
+        verdict = "reference" if row["reference"] else row["aggregate_verdict"]
+        tags = [RunTag(VERDICT_TAG, verdict), RunTag(PAIRING_TAG, row["pairing"])]
+        client.log_batch(run.run_id, metrics=metrics, tags=tags)

@@ -1,36 +1,45 @@
 """Ranking variants across benchmarks, with intervals that hold training and test-set noise.
 
-DESIGN.md "Ranking". A variant is trained with k seeds and each run is scored per evaluation
-item (`ItemScores`), so a metric has two sources of noise: training (initial weights, data
-order, crops: the spread over seeds) and the finite test set (which items were drawn). For a
-variant v with k_v seeds and the reference r, per benchmark and for the aggregate:
+DESIGN.md "Ranking" (docs/ranking.md). A variant is trained with several seeds and each run is
+scored per evaluation item (`ItemScores`), so a metric has two sources of noise: training
+(initial weights, data order, crops, caption draws: the spread over seeds) and the finite test
+set (which items were drawn). Replicate i of every variant and of the reference is trained with
+the same seed, so the two share much of their training noise (common random numbers). For a
+variant v and the reference r, per benchmark and for the aggregate:
 
-- metric: the mean over seeds; difference: mean_v - mean_r;
-- variance of the difference = s_v^2 / k_v + s_r^2 / k_r (seed variance of each mean) + the
-  items' variance of the paired difference. The item part comes from a bootstrap over items
-  (every run of every variant scored on the same draw), less the per-item seed noise that
-  s^2 already holds (a variance-components estimate, so nothing is counted twice);
-- a 95% Welch t interval with Satterthwaite's degrees of freedom (with 3 seeds a percentile
-  bootstrap over seeds has 10 distinct means and shrinks their variance by (k - 1)/k: on the
-  A/A runs of `benchmarks/aa_calibration.py` it called the aggregate significant 14.5% of the
-  time, this test 4.0%);
-- significance: two-sided p from the same t, Holm-corrected over each variant's benchmarks;
-  the aggregate (mean over benchmarks of the primary metric, DataComp's "average") is its
-  own test;
-- the seed standard deviation, and P(v > r): the share of (seed of v, seed of r) pairs in
-  which v scores higher (ties count half).
+- metric: v's mean over its seeds;
+- **paired** (at least 2 seeds both sides have): the per-seed difference d_i = v_i - r_i over
+  the common seeds (each pair on the same items); the difference is mean(d), and its variance
+  var(d) / n (training: whatever noise the two runs of a seed share cancels in d_i) plus the
+  items' variance of mean(d) from a bootstrap over items (every run scored on the same draw),
+  less the per-item seed noise that var(d) / n already holds (a variance-components estimate:
+  nothing counted twice); a t interval with n - 1 degrees of freedom (the item part adds
+  none: see `compare`); P(v > r) is the share of common seeds with d_i > 0 (ties half);
+- **unpaired** (fewer than 2 common seeds, both sides with 2 or more): mean_v - mean_r with the
+  Welch variance s_v^2 / k_v + s_r^2 / k_r plus the items' part; P(v > r) over all seed pairs;
+- **items only** (a side with one seed): the items' bootstrap variance alone, said in every
+  output: training variance is not measured;
+- significance: two-sided p from that t, Holm over each variant's benchmarks; the aggregate
+  (mean over benchmarks of the primary metric, DataComp's "average") is its own test;
+- **verdict**: `better` (significant, > 0), `worse`, `equivalent` (the interval at the test's
+  level lies inside +-margin: two one-sided tests, TOST) or `undecided`; and the minimum
+  detectable effect at 80% power, (c + t_0.8) * se, in points;
+- adaptive seeds (`looks=(min, max)`): the test's level at n common seeds is the
+  group-sequential nominal level of `sequential.py`, so that the error over every look stays
+  at alpha; intervals are then repeated confidence intervals.
 
-A variant or reference with one seed has no seed variance to measure: the comparison falls
-back to items only (a normal interval of the bootstrap variance), and says so (`interval`).
-A benchmark a variant lacks is NaN, left out of its aggregate and mean rank (and named in the
-notes). One matrix product per benchmark scores every run on every resample.
+Why t and not a percentile bootstrap over seeds: with 3 seeds that has 10 distinct means per
+side and shrinks their variance by (k - 1)/k; on `benchmarks/aa_calibration.py`'s A/A runs it
+called the aggregate significant 14.5% of the time, the t interval 4.0%. A benchmark a variant
+lacks is NaN, left out of its aggregate and mean rank (and named in the notes). One matrix
+product per benchmark scores every run on every resample.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +49,8 @@ from scipy import stats
 
 from clipsweep.trainers.evaluation.metrics import ItemScores
 
+from .sequential import nominal_level
+
 
 @dataclass(frozen=True)
 class BootstrapSettings:
@@ -47,6 +58,16 @@ class BootstrapSettings:
     seed: int = 0
     level: float = 0.95  # interval coverage
     alpha: float = 0.05  # family-wise error rate per variant (Holm over its benchmarks)
+    margin: float = 0.01  # equivalence margin, in metric units (leaderboard.margin_pts / 100)
+    power: float = 0.8  # of the minimum detectable effect
+    looks: tuple[int, int] | None = None  # (min, max) seeds of an adaptive race; None: one look
+
+    def test_level(self, n: int, alpha: float | None = None) -> float:
+        """The two-sided level at which a comparison with n common seeds is tested for an error
+        rate `alpha` (default: self.alpha): alpha itself, or in a race look n's
+        group-sequential nominal level."""
+        alpha = self.alpha if alpha is None else alpha
+        return alpha if self.looks is None else nominal_level(alpha, n, *self.looks)
 
 
 def resample_counts(n_items: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
@@ -99,30 +120,36 @@ class Ranking:
         frame: one row per variant, best aggregate difference first; per benchmark B the
             columns `B` (mean over seeds), `B_lo`, `B_hi`, `B_diff`, `B_diff_lo`, `B_diff_hi`,
             `B_p`, `B_p_holm`, `B_sig` (+1 significantly better than the reference, -1 worse,
-            0 neither), `B_seed_sd`, `B_p_better`; the same for `aggregate` (mean over
-            benchmarks of the primary metric; `aggregate_sig` from its own p, no Holm); then
-            `mean_rank`, `seeds`, `interval` (`seeds + items` or `items only`),
+            0 neither), `B_verdict` (better | worse | equivalent | undecided | reference),
+            `B_mde_pts`, `B_seed_sd`, `B_p_better`; the same for `aggregate` (mean over
+            benchmarks of the primary metric; its own test, no Holm); then `mean_rank`,
+            `seeds`, `common_seeds` (seeds shared with the reference), `pairing` (paired |
+            unpaired | items only), `interval` (`seeds + items` or `items only`),
             `benchmarks_scored`, `missing`.
         benchmarks: the benchmark columns, in order.
         reference: the variant everything is compared with.
         notes: method statement and footnotes (missing benchmarks, seeds, reference choice).
-        seed_aggregates: each variant's aggregate per seed, for the pictures.
+        seed_differences: per variant, each seed's aggregate minus the reference's (paired: its
+            own seed's; unpaired: the reference's mean), for the pictures.
     """
 
     frame: pd.DataFrame
     benchmarks: tuple[str, ...]
     reference: str
     notes: tuple[str, ...]
-    seed_aggregates: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    seed_differences: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
 
 
-Runs = Mapping[str, ItemScores] | Sequence[Mapping[str, ItemScores]]  # one seed's scores, or one per seed
+SeedRuns = Mapping[str, ItemScores]  # one run's {benchmark: per-item scores}
+Runs = SeedRuns | Sequence[SeedRuns] | Mapping[int, SeedRuns]  # one run (seed 0), one per seed 0.., or {seed: run}
+VERDICTS = ("better", "worse", "equivalent", "undecided")
 
 
 @dataclass(frozen=True)
 class _Arm:
     """One variant on one benchmark (or the aggregate): its seeds' metrics and resamples."""
 
+    seeds: np.ndarray  # (k,) the runs' seeds
     point: np.ndarray  # (k,) each seed's metric
     boot: np.ndarray  # (R, k) each seed's metric on each item resample
 
@@ -140,57 +167,124 @@ class _Arm:
         return float(self.point.var(ddof=1)) / self.k
 
     @property
+    def boot_var(self) -> float:
+        """The bootstrap (items') variance of the mean over seeds."""
+        return float(self.boot.mean(axis=1).var())
+
+    @property
     def item_noise(self) -> float:
-        """The per-item seed noise in the bootstrap variance of the mean over seeds.
+        """The per-item seed noise in `boot_var`.
 
         Each seed's bootstrap variance holds the items' variance plus that seed's own per-item
         noise; the mean over seeds holds 1/k of the latter. Their gap, scaled, is that 1/k. It
         is in s^2 / k too, so the item term leaves it out: nothing is counted twice. (Moving it
         from the seed term to the item term instead would give it the items' degrees of
         freedom; with 2 seeds that covered 91% in place of 95%, so the seed term keeps it.)"""
-        within = float(np.mean(self.boot.var(axis=0)))
-        return max(0.0, (within - float(self.boot.mean(axis=1).var())) / (self.k - 1)) if self.k > 1 else 0.0
+        if self.k < 2:
+            return 0.0
+        return max(0.0, (float(np.mean(self.boot.var(axis=0))) - self.boot_var) / (self.k - 1))
+
+    @property
+    def item_var(self) -> float:
+        """The items' variance of the mean over seeds, without the per-item seed noise."""
+        return max(0.0, self.boot_var - self.item_noise)
+
+    def on(self, seeds: np.ndarray) -> _Arm:
+        keep = np.isin(self.seeds, seeds)
+        return _Arm(self.seeds[keep], self.point[keep], self.boot[:, keep])
 
 
-def _interval_t(estimate: float, seed_terms: list[tuple[float, int]], item_var: float, level: float) -> tuple[float, float, float]:
-    """(lo, hi, p of "= 0") of a Welch t interval: variance = sum of seed terms + item_var.
+@dataclass(frozen=True)
+class Difference:
+    """A variant minus the reference on one benchmark or the aggregate."""
 
-    Satterthwaite's degrees of freedom count the seed terms (k - 1 each); the item term comes
-    from 1,000 resamples of thousands of items, so it adds none. No seed term: a normal interval.
-    """
-    variance = item_var + sum(term for term, _ in seed_terms)
-    se = math.sqrt(max(variance, 0.0))
-    if se == 0:
-        return estimate, estimate, 1.0 if estimate == 0 else 0.0
-    spread = sum(term**2 / (k - 1) for term, k in seed_terms)
-    df = variance**2 / spread if spread > 0 else math.inf
-    quantile = float(stats.t.ppf(0.5 + level / 2, df)) if math.isfinite(df) else float(stats.norm.ppf(0.5 + level / 2))
-    tail = stats.t.sf(abs(estimate) / se, df) if math.isfinite(df) else stats.norm.sf(abs(estimate) / se)
-    return estimate - quantile * se, estimate + quantile * se, float(min(1.0, 2 * tail))
+    estimate: float
+    se: float
+    df: float  # Satterthwaite's; inf when no seed term (a normal interval)
+    pairing: str  # paired | unpaired | items only
+    seeds: int  # common seeds (paired), else the smaller side's count
+    p_better: float  # P(variant > reference) over common seeds (paired) or seed pairs
+    per_seed: tuple[float, ...] = ()  # the d_i of a paired difference
+
+    def critical(self, alpha: float) -> float:
+        """The two-sided critical value at level alpha."""
+        dist = stats.t(self.df) if math.isfinite(self.df) else stats.norm()
+        return float(dist.isf(alpha / 2))
+
+    def interval(self, alpha: float) -> tuple[float, float]:
+        half = self.critical(alpha) * self.se
+        return self.estimate - half, self.estimate + half
+
+    def p(self) -> float:
+        """Two-sided p of "no difference"."""
+        if self.se == 0:
+            return 1.0 if self.estimate == 0 else 0.0
+        dist = stats.t(self.df) if math.isfinite(self.df) else stats.norm()
+        return float(min(1.0, 2 * dist.sf(abs(self.estimate) / self.se)))
+
+    def mde(self, alpha: float, power: float) -> float:
+        """The smallest true difference this comparison finds with probability `power`."""
+        dist = stats.t(self.df) if math.isfinite(self.df) else stats.norm()
+        return (self.critical(alpha) + float(dist.ppf(power))) * self.se
+
+    def verdict(self, significant: bool, alpha: float, margin: float) -> str:
+        """better / worse when significant; equivalent when the interval at `alpha` lies inside
+        +-margin (TOST); undecided otherwise."""
+        if significant:
+            return "better" if self.estimate > 0 else "worse"
+        lo, hi = self.interval(alpha)
+        return "equivalent" if -margin < lo and hi < margin else "undecided"
+
+
+def _t(estimate: float, terms: list[tuple[float, int]], item_var: float) -> tuple[float, float]:
+    """(se, df) of a variance = sum of seed terms (each with k - 1 degrees of freedom) + an item
+    term from 1,000 resamples of thousands of items (it adds none: Satterthwaite)."""
+    variance = item_var + sum(term for term, _ in terms)
+    spread = sum(term**2 / (k - 1) for term, k in terms)
+    return math.sqrt(max(variance, 0.0)), variance**2 / spread if spread > 0 else math.inf
+
+
+def compare(arm: _Arm, ref: _Arm) -> Difference:
+    """arm - ref: paired over their common seeds (2 or more), else Welch, else items only."""
+    common = np.intersect1d(arm.seeds, ref.seeds)
+    if len(common) >= 2:
+        mine, theirs = arm.on(common), ref.on(common)  # both sorted by seed
+        d = _Arm(common, mine.point - theirs.point, mine.boot - theirs.boot)
+        # n - 1 degrees of freedom, the item part adding none: it is the gap of two bootstrap
+        # variances, as noisy as the per-item seed noise it removes, and where the d_i happen to
+        # agree Satterthwaite would let it turn a t_2 into a t_27 (coverage 89% at 3 seeds)
+        se, df = math.sqrt(d.seed_term + d.item_var), d.k - 1
+        p_better = float(np.mean((d.point > 0) + 0.5 * (d.point == 0)))
+        return Difference(d.mean, se, df, "paired", d.k, p_better, tuple(d.point.tolist()))
+    diff = arm.mean - ref.mean
+    pairs = arm.point[:, None] - ref.point[None, :]
+    p_better = float(np.mean((pairs > 0) + 0.5 * (pairs == 0)))
+    item = float((arm.boot.mean(axis=1) - ref.boot.mean(axis=1)).var())
+    if arm.k < 2 or ref.k < 2:  # a side without seed variance: items only, and marked so
+        return Difference(diff, math.sqrt(item), math.inf, "items only", min(arm.k, ref.k), p_better)
+    item = max(0.0, item - arm.item_noise - ref.item_noise)
+    se, df = _t(diff, [(arm.seed_term, arm.k), (ref.seed_term, ref.k)], item)
+    return Difference(diff, se, df, "unpaired", min(arm.k, ref.k), p_better)
 
 
 def _estimate(arm: _Arm, level: float) -> tuple[float, float]:
     """The interval of one variant's mean over seeds (seed and item noise)."""
-    item = float(arm.boot.mean(axis=1).var())
-    if arm.k < 2:
-        return _interval_t(arm.mean, [], item, level)[:2]
-    return _interval_t(arm.mean, [(arm.seed_term, arm.k)], max(0.0, item - arm.item_noise), level)[:2]
+    se, df = _t(arm.mean, [(arm.seed_term, arm.k)] if arm.k > 1 else [], arm.item_var)
+    return Difference(arm.mean, se, df, "", arm.k, math.nan).interval(1 - level)
 
 
-def _compare(arm: _Arm, ref: _Arm, level: float) -> tuple[float, float, float, float, bool]:
-    """(difference, lo, hi, p, seeds counted) of arm - ref, items paired across the two."""
-    diff = arm.mean - ref.mean
-    item = float((arm.boot.mean(axis=1) - ref.boot.mean(axis=1)).var())
-    if arm.k < 2 or ref.k < 2:  # a side without seed variance: items only, and marked so
-        return (diff, *_interval_t(diff, [], item, level), False)
-    item = max(0.0, item - arm.item_noise - ref.item_noise)
-    return (diff, *_interval_t(diff, [(arm.seed_term, arm.k), (ref.seed_term, ref.k)], item, level), True)
-
-
-def _p_better(arm: _Arm, ref: _Arm) -> float:
-    """Share of (seed of arm, seed of ref) pairs in which arm scores higher; ties count half."""
-    a, b = arm.point[:, None], ref.point[None, :]
-    return float(np.mean((a > b) + 0.5 * (a == b)))
+def holm_reject(p: np.ndarray, level: Callable[[float], float]) -> np.ndarray:
+    """Holm's step-down rule on one variant's benchmarks: the j-th smallest p (of m tests) is
+    rejected while every smaller one was and p < level(alpha / (m - j)); `level` maps a
+    family-wise share of alpha to the nominal level a test is run at. NaN: not a test."""
+    reject = np.zeros(len(p), dtype=bool)
+    tested = np.flatnonzero(np.isfinite(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    for j, b in enumerate(order):
+        if not p[b] < level(1.0 / (len(order) - j)):
+            break
+        reject[b] = True
+    return reject
 
 
 def rank_variants(
@@ -199,27 +293,29 @@ def rank_variants(
     benchmarks: Sequence[str],
     settings: BootstrapSettings = BootstrapSettings(),
 ) -> Ranking:
-    """Ranks `items[variant]` (one {benchmark: ItemScores} per seed) against `reference`.
+    """Ranks `items[variant]` against `reference`; see the module docstring.
 
-    See the module docstring. A variant given as a single mapping has one seed.
+    A variant's runs are `{seed: {benchmark: ItemScores}}`, a list (seed = position) or a single
+    mapping (one run, seed 0). Runs are paired by seed, never by position in a mapping.
 
     Raises:
         ValueError: an unknown reference, or runs scored on different item counts of a benchmark.
     """
-    runs = {name: [value] if isinstance(value, Mapping) else list(value) for name, value in items.items()}
+    runs = {name: _by_seed(value) for name, value in items.items()}
     variants = list(runs)
     if reference not in runs:
         raise ValueError(f"reference={reference!r} is not among the variants ({', '.join(variants)})")
     rng = np.random.default_rng(settings.seed)
-    n_v, n_b, n_r = len(variants), len(benchmarks), settings.n_resamples
-    n_s = max(len(r) for r in runs.values())
-    point = np.full((n_v, n_s, n_b), np.nan)  # seeds a variant lacks stay NaN
+    seeds = np.array(sorted({s for r in runs.values() for s in r}))
+    column = {int(s): i for i, s in enumerate(seeds)}
+    n_v, n_b, n_r, n_s = len(variants), len(benchmarks), settings.n_resamples, len(seeds)
+    point = np.full((n_v, n_s, n_b), np.nan)  # (V, seeds, B): a seed a variant lacks stays NaN
     boot = np.full((n_r, n_v, n_s, n_b), np.nan)
     for b, bench in enumerate(benchmarks):
-        cells = [(v, s) for v, name in enumerate(variants) for s, run in enumerate(runs[name]) if bench in run]
+        cells = [(v, column[s]) for v, name in enumerate(variants) for s, run in runs[name].items() if bench in run]
         if not cells:
             continue
-        scores = [runs[variants[v]][s][bench] for v, s in cells]
+        scores = [runs[variants[v]][int(seeds[s])][bench] for v, s in cells]
         sizes = {len(sc.hits) for sc in scores}
         if len(sizes) > 1:
             raise ValueError(f"benchmark {bench!r}: runs were scored on different item counts {sorted(sizes)}")
@@ -237,12 +333,11 @@ def rank_variants(
         else:
             seeds_point, seeds_boot = point[v, :, b], boot[:, v, :, b]
         kept = np.isfinite(seeds_point)
-        return _Arm(seeds_point[kept], seeds_boot[:, kept])
+        return _Arm(seeds[kept], seeds_point[kept], seeds_boot[:, kept])
 
-    columns: dict[str, list[Any]] = {"variant": variants}
     rows: list[dict[str, Any]] = [{} for _ in variants]
-    seeds_counted = np.ones(n_v, dtype=bool)
-    seed_aggregates: dict[str, tuple[float, ...]] = {}
+    differences: list[dict[str, Difference]] = [{} for _ in variants]
+    seed_differences: dict[str, tuple[float, ...]] = {}
     for v in range(n_v):
         for b, bench in enumerate([*benchmarks, "aggregate"]):
             if bench == "aggregate":
@@ -251,49 +346,94 @@ def rank_variants(
                     rows[v].update(_empty("aggregate"))
                     continue
                 mine, theirs = arm(v, None, over), arm(ref, None, over)
-                seed_aggregates[variants[v]] = tuple(arm(v, None, present[v]).point.tolist())
+                own = arm(v, None, present[v])  # the variant's own aggregate: all its benchmarks
             elif not (present[v, b] and present[ref, b]):
                 rows[v].update(_empty(bench, arm(v, b) if present[v, b] else None, settings.level))
                 continue
             else:
-                mine, theirs = arm(v, b), arm(ref, b)
-            own = arm(v, None, present[v]) if bench == "aggregate" else mine  # the variant's own aggregate: all its benchmarks
-            diff, lo, hi, p, counted = _compare(mine, theirs, settings.level) if v != ref else (0.0, np.nan, np.nan, np.nan, True)
-            seeds_counted[v] &= counted
+                mine = own = arm(v, b)
+                theirs = arm(ref, b)
             rows[v].update({
                 bench: own.mean, **dict(zip((f"{bench}_lo", f"{bench}_hi"), _estimate(own, settings.level))),
-                f"{bench}_diff": diff, f"{bench}_diff_lo": lo, f"{bench}_diff_hi": hi,
-                f"{bench}_p": p,
                 f"{bench}_seed_sd": float(own.point.std(ddof=1)) if own.k > 1 else np.nan,
-                f"{bench}_p_better": np.nan if v == ref else _p_better(mine, theirs),
             })  # fmt: skip
+            if v == ref:
+                continue
+            differences[v][bench] = diff = compare(mine, theirs)
+            # the interval shown is the one the verdict reads (a repeated confidence interval in a race)
+            lo, hi = diff.interval(settings.test_level(diff.seeds, 1 - settings.level))
+            rows[v].update({
+                f"{bench}_diff": diff.estimate, f"{bench}_diff_lo": lo, f"{bench}_diff_hi": hi, f"{bench}_p": diff.p(),
+                f"{bench}_p_better": diff.p_better,
+                f"{bench}_mde_pts": 100 * diff.mde(settings.test_level(diff.seeds), settings.power),
+            })  # fmt: skip
+            if bench == "aggregate":
+                seed_differences[variants[v]] = diff.per_seed or tuple((own.point - theirs.mean).tolist())
+        if v == ref:  # its own spread around its mean
+            own = arm(v, None, present[v])
+            seed_differences[variants[v]] = tuple((own.point - own.mean).tolist())
 
     p = np.array([[row.get(f"{bench}_p", np.nan) for bench in benchmarks] for row in rows], dtype=float).reshape(n_v, n_b)
     p_holm = holm(p)
-    seed_means = np.array([[row[bench] for bench in benchmarks] for row in rows], dtype=float).reshape(n_v, n_b)
     for v, row in enumerate(rows):
+        if v == ref:
+            row.update({f"{bench}_verdict": "reference" for bench in [*benchmarks, "aggregate"]})
+            row.update({f"{bench}_sig": 0 for bench in [*benchmarks, "aggregate"]})
+            row.update({f"{bench}_diff": 0.0 for bench in [*benchmarks, "aggregate"] if bench in row})
+            continue
+        seeds_b = [differences[v][bench].seeds if bench in differences[v] else 0 for bench in benchmarks]
+        rejected = np.zeros(n_b, dtype=bool)
+        for n in set(seeds_b):  # one family per look (in practice every benchmark has the same seeds)
+            family = np.where(np.array(seeds_b) == n, p[v], np.nan)
+            rejected |= holm_reject(family, lambda share, n=n: settings.test_level(n, settings.alpha * share))
         for b, bench in enumerate(benchmarks):
             row[f"{bench}_p_holm"] = p_holm[v, b]
-            row[f"{bench}_sig"] = int(np.sign(row[f"{bench}_diff"])) if p_holm[v, b] < settings.alpha else 0  # NaN p: never
-        aggregate_p = row.get("aggregate_p", np.nan)
-        row["aggregate_sig"] = int(np.sign(row["aggregate_diff"])) if aggregate_p < settings.alpha else 0
+            diff = differences[v].get(bench)
+            row[f"{bench}_sig"] = int(np.sign(diff.estimate)) if diff is not None and rejected[b] else 0
+            row[f"{bench}_verdict"] = "" if diff is None else diff.verdict(
+                bool(rejected[b]), settings.test_level(diff.seeds), settings.margin
+            )  # fmt: skip
+        aggregate = differences[v].get("aggregate")
+        if aggregate is None:
+            row.update({"aggregate_sig": 0, "aggregate_verdict": ""})
+            continue
+        significant = aggregate.p() < settings.test_level(aggregate.seeds)
+        row["aggregate_sig"] = int(np.sign(aggregate.estimate)) if significant else 0
+        row["aggregate_verdict"] = aggregate.verdict(significant, settings.test_level(aggregate.seeds), settings.margin)
 
-    fields = ["", "_lo", "_hi", "_diff", "_diff_lo", "_diff_hi", "_p", "_p_holm", "_sig", "_seed_sd", "_p_better"]
+    columns: dict[str, list[Any]] = {"variant": variants}
+    fields = ["", "_lo", "_hi", "_diff", "_diff_lo", "_diff_hi", "_p", "_p_holm", "_sig", "_verdict", "_mde_pts", "_seed_sd", "_p_better"]
     for bench in [*benchmarks, "aggregate"]:
         for suffix in fields:
             if bench == "aggregate" and suffix == "_p_holm":
                 continue
-            columns[f"{bench}{suffix}"] = [row.get(f"{bench}{suffix}", np.nan) for row in rows]
+            empty = "" if suffix == "_verdict" else np.nan
+            columns[f"{bench}{suffix}"] = [row.get(f"{bench}{suffix}", empty) for row in rows]
     missing = [[bench for b, bench in enumerate(benchmarks) if not present[v, b]] for v in range(n_v)]
     seed_counts = [int(np.isfinite(point[v]).any(axis=1).sum()) for v in range(n_v)]
+    aggregates = [d.get("aggregate") for d in differences]
+    pairing = ["paired" if v == ref else a.pairing if a is not None else "" for v, a in enumerate(aggregates)]
+    seed_means = np.array([[row[bench] for bench in benchmarks] for row in rows], dtype=float).reshape(n_v, n_b)
     columns.update({
         "mean_rank": mean_ranks(seed_means), "seeds": seed_counts,
-        "interval": ["seeds + items" if counted else "items only" for counted in seeds_counted],
+        "common_seeds": [seed_counts[v] if v == ref else a.seeds if a is not None and a.pairing == "paired" else 0
+                         for v, a in enumerate(aggregates)],
+        "pairing": pairing,
+        "interval": ["items only" if p == "items only" else "seeds + items" for p in pairing],
         "benchmarks_scored": [n_b - len(m) for m in missing], "missing": [", ".join(m) for m in missing],
     })  # fmt: skip
     frame = pd.DataFrame(columns).sort_values(["aggregate_diff", "mean_rank"], ascending=[False, True], na_position="last")
-    notes = _notes(variants, reference, benchmarks, settings, seed_counts, seeds_counted, missing)
-    return Ranking(frame.reset_index(drop=True), tuple(benchmarks), reference, tuple(notes), seed_aggregates)
+    notes = _notes(variants, reference, benchmarks, settings, seed_counts, pairing, missing)
+    return Ranking(frame.reset_index(drop=True), tuple(benchmarks), reference, tuple(notes), seed_differences)
+
+
+def _by_seed(value: Runs) -> dict[int, SeedRuns]:
+    """A variant's runs as {seed: run}: a single run is seed 0, a list's runs are seeds 0, 1, ..."""
+    if isinstance(value, Mapping) and all(isinstance(key, (int, np.integer)) for key in value):
+        return {int(seed): run for seed, run in value.items()}
+    if isinstance(value, Mapping):
+        return {0: value}
+    return dict(enumerate(value))
 
 
 def _empty(bench: str, own: _Arm | None = None, level: float = 0.95) -> dict[str, float]:
@@ -310,34 +450,45 @@ def _notes(
     benchmarks: Sequence[str],
     settings: BootstrapSettings,
     seed_counts: list[int],
-    seeds_counted: np.ndarray,
+    pairing: list[str],
     missing: list[list[str]],
 ) -> list[str]:
     level = f"{settings.level:.0%}"
+    race = (
+        f" Seeds were added to undecided rows from {settings.looks[0]} to {settings.looks[1]}: each look is tested at "
+        f"its group-sequential level (Pocock-type alpha spending), so the error over all looks stays at "
+        f"{settings.alpha:g} and the intervals are repeated confidence intervals."
+        if settings.looks else ""
+    )  # fmt: skip
     notes = [
-        f"Intervals: {level} Welch t over seeds and items. Each variant's metric is the mean over its seeds; the "
-        f"variance of its difference to {reference} adds both means' seed variance and the items' variance of the "
-        f"paired difference ({settings.n_resamples:,} bootstrap resamples, seed {settings.seed}). Significant (▲ better / "
-        f"▼ worse): two-sided p, Holm-corrected over each variant's {len(benchmarks)} benchmarks, below {settings.alpha:g}. "
-        f"Aggregate: mean over benchmarks of the primary metric; its difference is in points, tested on its own."
+        f"Intervals: {level} t, paired by seed. Replicate i of every variant and of {reference} shares seed i; the "
+        f"difference is the mean over common seeds of the per-seed difference (each on the same items), its variance "
+        f"that of the per-seed differences plus the items' part ({settings.n_resamples:,} bootstrap resamples, seed "
+        f"{settings.seed}). ▲ better / ▼ worse: two-sided p, Holm over each variant's {len(benchmarks)} benchmarks, below "
+        f"{settings.alpha:g}; ≈ equivalent: the interval inside ±{settings.margin * 100:g} pts (TOST); otherwise "
+        f"undecided. MDE: the difference found {settings.power:.0%} of the time at these seeds. Aggregate: mean over "
+        f"benchmarks of the primary metric, in points, tested on its own." + race
     ]
     if max(seed_counts) == 1:
         notes.append(
             "Training variance is not included: every variant was trained once (leaderboard.seeds: 1), so the "
             "intervals hold test-set noise only and a re-run may well reverse a marked difference."
         )
-    else:
-        counts = ", ".join(f"{name} {k}" for name, k in zip(variants, seed_counts))
-        notes.append(f"Seeds per variant: {counts}.")
-        item_only = [name for name, counted in zip(variants, seeds_counted) if not counted]
-        if item_only:
-            why = f"{reference} has one seed" if seed_counts[variants.index(reference)] < 2 else "one seed"
-            notes.append(
-                f"{', '.join(item_only)}: items only ({why}); training variance is not included in their intervals."
-            )
-    notes += [f"{variants[v]}: no result for {', '.join(m)}; left out of its aggregate and mean rank." for v, m in enumerate(missing) if m]
-    return notes
+        return notes + _missing(variants, missing)
+    counts = ", ".join(f"{name} {k}" for name, k in zip(variants, seed_counts))
+    notes.append(f"Seeds per variant: {counts}.")
+    unpaired = [name for name, how in zip(variants, pairing) if how == "unpaired"]
+    if unpaired:
+        notes.append(f"{', '.join(unpaired)}: unpaired (fewer than 2 seeds in common with {reference}); Welch interval.")
+    item_only = [name for name, how in zip(variants, pairing) if how == "items only"]
+    if item_only:
+        why = f"{reference} has one seed" if seed_counts[variants.index(reference)] < 2 else "one seed"
+        notes.append(f"{', '.join(item_only)}: items only ({why}); training variance is not included in their intervals.")
+    return notes + _missing(variants, missing)
 
+
+def _missing(variants: list[str], missing: list[list[str]]) -> list[str]:
+    return [f"{variants[v]}: no result for {', '.join(m)}; left out of its aggregate and mean rank." for v, m in enumerate(missing) if m]
 
 def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
     """Mean ignoring NaN; NaN (without a warning) where a slice has no number."""

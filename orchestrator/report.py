@@ -1,9 +1,10 @@
 """The leaderboard as people read it: console table, CSV, Markdown, HTML page and PNGs.
 
-The console shows the ranking at a glance (seeds, the mean primary metric and its seed sd, its
-difference to the reference in points with the interval, P(variant > reference) over seed
-pairs, mean rank, which benchmarks differ significantly); the CSV holds every number of
-`Leaderboard.frame()`; Markdown and HTML show each benchmark's metric and its difference.
+The console shows the ranking at a glance (seeds and pairing, the mean primary metric and its
+seed sd, its difference to the reference in points with the interval and verdict, the minimum
+detectable effect, P(variant > reference) over common seeds, mean rank, which benchmarks are
+better, worse or equivalent); the CSV holds every number of `Leaderboard.frame()`; Markdown and
+HTML show each benchmark's metric, its difference and verdict.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ import os
 from rich.table import Table
 
 from .leaderboard import Leaderboard
-from .plots import save_plot, variant_labels
+from .plots import SYMBOLS, save_plot, variant_labels
 
 HEATMAP, FOREST = "leaderboard_heatmap.png", "leaderboard_forest.png"
-UP, DOWN = "▲", "▼"
 
 
 def _number(value: float, digits: int = 3) -> str:
@@ -28,12 +28,12 @@ def _number(value: float, digits: int = 3) -> str:
 
 def _aggregate(row) -> str:
     """'+3.05 [+1.20, +4.90] ▲': the aggregate's difference to the reference in points, with
-    its interval, marked when significant (its own test)."""
+    its interval and verdict symbol (▲ better, ▼ worse, ≈ equivalent; none: undecided)."""
     if row["reference"]:
         return "reference"
     if math.isnan(row["aggregate_diff"]):
         return "—"
-    mark = f" {UP}" if row["aggregate_sig"] > 0 else f" {DOWN}" if row["aggregate_sig"] < 0 else ""
+    mark = f" {SYMBOLS[row['aggregate_verdict']]}" if row["aggregate_verdict"] in SYMBOLS else ""
     return f"{row['aggregate_diff'] * 100:+.2f} [{row['aggregate_diff_lo'] * 100:+.2f}, {row['aggregate_diff_hi'] * 100:+.2f}]{mark}"
 
 
@@ -44,8 +44,20 @@ def _mean(row) -> str:
 
 
 def _seeds(row) -> str:
-    """'3', or '1 (items only)' where training variance could not be measured."""
-    return f"{row['seeds']}" + (" (items only)" if row["interval"] == "items only" else "")
+    """'3 paired', '2 of 3 paired' (a replicate failed), '3 unpaired', or '1 items only' where
+    training variance could not be measured."""
+    if row["reference"]:
+        return f"{row['seeds']}"
+    if row["pairing"] == "paired" and row["common_seeds"] < row["seeds"]:
+        return f"{row['common_seeds']} of {row['seeds']} paired"
+    return f"{row['seeds']} {row['pairing']}"
+
+
+def _verdict(row) -> str:
+    """'better', 'equivalent', ... and the minimum detectable effect: 'undecided (MDE 3.1)'."""
+    if row["reference"] or not row["aggregate_verdict"]:
+        return "reference" if row["reference"] else "—"
+    return f"{row['aggregate_verdict']} (MDE {row['aggregate_mde_pts']:.1f})"
 
 
 def _p_better(row) -> str:
@@ -53,11 +65,15 @@ def _p_better(row) -> str:
 
 
 def _versus(row, benchmarks: tuple[str, ...]) -> str:
-    """'▲ shape, colour  ▼ count' for the benchmarks significantly better/worse than the reference."""
-    better = [b for b in benchmarks if row[f"{b}_sig"] > 0]
-    worse = [b for b in benchmarks if row[f"{b}_sig"] < 0]
-    parts = ([f"{UP} {', '.join(better)}"] if better else []) + ([f"{DOWN} {', '.join(worse)}"] if worse else [])
-    return "  ".join(parts) or ("reference" if row["reference"] else "no significant difference")
+    """'▲ shape, colour  ▼ count  ≈ 6 more': the benchmarks better / worse than the reference,
+    and how many are equivalent within the margin."""
+    if row["reference"]:
+        return "reference"
+    named = {v: [b for b in benchmarks if row[f"{b}_verdict"] == v] for v in ("better", "worse")}
+    parts = [f"{SYMBOLS[v]} {', '.join(bs)}" for v, bs in named.items() if bs]
+    equivalent = sum(row[f"{b}_verdict"] == "equivalent" for b in benchmarks)
+    parts += [f"≈ {equivalent} of {len(benchmarks)}"] if equivalent else []
+    return "  ".join(parts) or "none decided"
 
 
 def _cell(row, bench: str) -> str:
@@ -67,7 +83,7 @@ def _cell(row, bench: str) -> str:
         return "missing"
     if row["reference"]:
         return _number(value)
-    mark = UP if row[f"{bench}_sig"] > 0 else DOWN if row[f"{bench}_sig"] < 0 else ""
+    mark = SYMBOLS.get(row[f"{bench}_verdict"], "")
     return f"{_number(value)} ({row[f'{bench}_diff'] * 100:+.1f}{mark})"
 
 
@@ -75,10 +91,11 @@ def display_table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the full table (Markdown and HTML)."""
     benchmarks = board.ranking.benchmarks
     header = ["rank", "variant", "knobs", "seeds", "mean primary ± seed sd", f"Δ pts [{board.settings.level:.0%} CI]",
-              "P(> ref)", "mean rank", *benchmarks]  # fmt: skip
+              "verdict", "P(> ref)", "mean rank", *benchmarks]  # fmt: skip
     rows = [
         [str(row["rank"]), row["variant"] + (" (reference)" if row["reference"] else ""), row["knobs"], _seeds(row),
-         _mean(row), _aggregate(row), _p_better(row), _number(row["mean_rank"], 2), *(_cell(row, b) for b in benchmarks)]
+         _mean(row), _aggregate(row), _verdict(row), _p_better(row), _number(row["mean_rank"], 2),
+         *(_cell(row, b) for b in benchmarks)]
         for _, row in board.frame().iterrows()
     ]  # fmt: skip
     return header, rows
@@ -92,7 +109,9 @@ def console_table(board: Leaderboard) -> Table:
         caption="\n".join(board.notes), caption_justify="left",
     )  # fmt: skip
     numbers = ("rank", "seeds", "mean primary ± sd", f"Δ pts [{level} CI]", "P(> ref)", "mean rank")
-    for column in ("rank", "variant", "knobs", "seeds", "mean primary ± sd", f"Δ pts [{level} CI]", "P(> ref)", "mean rank", "vs reference"):
+    columns = ("rank", "variant", "knobs", "seeds", "mean primary ± sd", f"Δ pts [{level} CI]", "verdict", "P(> ref)",
+               "mean rank", "vs reference")  # fmt: skip
+    for column in columns:
         table.add_column(
             column, justify="right" if column in numbers else "left",
             # the knobs give way (cut with …) before the numbers wrap
@@ -100,8 +119,8 @@ def console_table(board: Leaderboard) -> Table:
         )  # fmt: skip
     for _, row in board.frame().iterrows():
         table.add_row(
-            str(row["rank"]), row["variant"], row["knobs"], _seeds(row), _mean(row), _aggregate(row), _p_better(row),
-            _number(row["mean_rank"], 2), _versus(row, board.ranking.benchmarks),
+            str(row["rank"]), row["variant"], row["knobs"], _seeds(row), _mean(row), _aggregate(row), _verdict(row),
+            _p_better(row), _number(row["mean_rank"], 2), _versus(row, board.ranking.benchmarks),
         )  # fmt: skip
     return table
 
@@ -112,7 +131,7 @@ def markdown(board: Leaderboard, pictures: dict[str, str]) -> str:
     lines = [f"# Leaderboard (reference: {board.ranking.reference})", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    lines += ["", "Cells: metric, mean over seeds (difference to the reference in points; ▲/▼ significant)."]
+    lines += ["", "Cells: metric, mean over seeds (difference to the reference in points; ▲/▼ significant, ≈ equivalent)."]
     lines += [f"- {note}" for note in board.notes]
     lines += ["", f"![heatmap]({_data_uri(pictures[HEATMAP])})", "", f"![forest plot]({_data_uri(pictures[FOREST])})", ""]
     return "\n".join(lines)
@@ -133,16 +152,20 @@ def summary(board: Leaderboard, best_trial: str | None, best_score: float | None
     top = frame.iloc[0]
     reference = board.ranking.reference
     alpha = board.settings.alpha  # the aggregate's own test (Holm corrects the per-benchmark ones)
-    if top["reference"] or not top["aggregate_sig"] > 0:
+    if top["reference"] or top["aggregate_verdict"] != "better":
         verdict = f"no variant's aggregate beats {reference} significantly (p < {alpha:g})"
     else:
         verdict = f"its aggregate beats {reference} significantly (p < {alpha:g})"
+    counts = frame.loc[~frame["reference"], "aggregate_verdict"].value_counts()
+    tally = ", ".join(f"{counts[v]} {v}" for v in ("better", "worse", "equivalent", "undecided") if v in counts)
     aggregate = f"{_mean(top)}; Δ pts vs {reference}: {_aggregate(top)}"
     best = f"{best_trial} (cheap-tier score {best_score:.3f})" if best_trial and best_score is not None else "none"
     knobs = top["knobs"] if top["knobs"].startswith("(") else f"({top['knobs']})"  # "(baseline)" has its own
     text = "\n".join([
         f"**Winner: {top['variant']}** {knobs}: {verdict}.",
         f"- aggregate (mean primary, full tier, {_seeds(top)} seed(s)): {aggregate}",
+        f"- verdicts of the {len(frame) - 1} variant(s) against {reference} (±{board.settings.margin_pts:g} pts "
+        f"margin): {tally or 'none'}",
         f"- best trial by search score: {best}",
         f"- leaderboard: `{page}` (also the parent run's artifacts `leaderboard/`)",
     ])  # fmt: skip
@@ -172,7 +195,7 @@ img {{ max-width: 100%; }}
 <div class="scroll"><table><thead><tr>{cells('th', header)}</tr></thead><tbody>
 {body}
 </tbody></table></div>
-<p>Cells: metric, mean over seeds (difference to the reference in points; ▲/▼ significant).</p>
+<p>Cells: metric, mean over seeds (difference to the reference in points; ▲/▼ significant, ≈ equivalent).</p>
 <ul>{notes}</ul>
 {''.join(images)}
 </body></html>
@@ -186,8 +209,8 @@ def write_reports(board: Leaderboard, folder: str, more_pictures: dict[str, str]
     labels = variant_labels(board.ranking, board.knobs())
     s = board.settings
     heatmap, forest = os.path.join(folder, HEATMAP), os.path.join(folder, FOREST)
-    save_plot(heatmap, board.ranking, labels, s.alpha, s.level, panels=("heatmap",))
-    save_plot(forest, board.ranking, labels, s.alpha, s.level, panels=("forest",))
+    save_plot(heatmap, board.ranking, labels, s.alpha, s.level, s.margin_pts, panels=("heatmap",))
+    save_plot(forest, board.ranking, labels, s.alpha, s.level, s.margin_pts, panels=("forest",))
     paths = {name: os.path.join(folder, f"leaderboard.{name}") for name in ("csv", "md", "html")}
     board.frame().to_csv(paths["csv"], index=False)
     with open(paths["md"], "w") as f:

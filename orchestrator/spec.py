@@ -173,14 +173,35 @@ class FailureSettings(Section):
 
 
 @dataclass(frozen=True)
+class SeedRange(Section):
+    """`leaderboard.seeds: {min: 3, max: 10}`: adaptive replicates. Every finalist and the
+    baseline get `min` seeds; a finalist whose aggregate is still undecided then gets one more
+    common seed at a time (and the baseline with it) until it is decided or has `max`."""
+
+    section = "leaderboard.seeds"
+    min: int | None = None
+    max: int | None = None
+
+    def _validate(self) -> None:
+        if self.min is None or self.max is None or not 2 <= self.min < self.max:
+            given = {k: v for k, v in (("min", self.min), ("max", self.max)) if v is not None}
+            raise ValueError(
+                f"leaderboard.seeds={given}; allowed: {{min: M, max: N}} with 2 <= M < N (a t interval needs 2 "
+                "seeds), or an integer >= 1 for a fixed count"
+            )
+
+
+@dataclass(frozen=True)
 class LeaderboardSettings(Section):
     """After the search: the top `finalists` trials by cheap-tier score plus the baseline are
-    trained `seeds` times in all (seeds optim.seed + i), every run is re-evaluated on the full
-    tier, and the variants are ranked over seeds and items (see `ranking.py`)."""
+    trained on the common seeds optim.seed + i (a fixed count, or adaptively: `SeedRange`),
+    every run is re-evaluated on the full tier, and the variants are ranked, paired by seed,
+    over seeds and items (see `ranking.py`)."""
 
     section = "leaderboard"
     finalists: int = 3
-    seeds: int = 3  # 1: one run per variant, and intervals without training noise
+    seeds: int | SeedRange = 3  # 1: one run per variant, and intervals without training noise
+    margin_pts: float = 1.0  # equivalence margin: a difference inside +-margin is "no difference"
     resamples: int = 1000
     seed: int = 0
     level: float = 0.95  # interval coverage
@@ -189,10 +210,12 @@ class LeaderboardSettings(Section):
     def _validate(self) -> None:
         if self.finalists < 1:
             raise ValueError(f"leaderboard.finalists={self.finalists}; allowed: >= 1 (the baseline is added to them)")
-        if self.seeds < 1:
+        if isinstance(self.seeds, int) and self.seeds < 1:
             raise ValueError(
-                f"leaderboard.seeds={self.seeds}; allowed: an integer >= 1 (runs per variant; 3 or more measure training noise)"
+                f"leaderboard.seeds={self.seeds}; allowed: an integer >= 1 (runs per variant; 3 or more measure "
+                "training noise), or {min: M, max: N} for adaptive seeds"
             )
+        check_range("leaderboard.margin_pts", self.margin_pts, 0.0, strict_low=True)
         if self.resamples < 100:
             raise ValueError(f"leaderboard.resamples={self.resamples}; allowed: >= 100 (percentile intervals need them)")
         for name in ("level", "alpha"):
@@ -200,8 +223,25 @@ class LeaderboardSettings(Section):
                 raise ValueError(f"leaderboard.{name}={getattr(self, name)}; allowed: strictly between 0 and 1")
 
     @property
+    def looks(self) -> tuple[int, int] | None:
+        """(min, max) seeds of an adaptive race, None for a fixed count."""
+        return (self.seeds.min, self.seeds.max) if isinstance(self.seeds, SeedRange) else None  # type: ignore[return-value]
+
+    @property
+    def first_seeds(self) -> int:
+        """Seeds every finalist gets before any verdict is read (the fixed count, or `min`)."""
+        return self.looks[0] if self.looks else self.seeds  # type: ignore[return-value]
+
+    @property
+    def max_seeds(self) -> int:
+        return self.looks[1] if self.looks else self.seeds  # type: ignore[return-value]
+
+    def describe_seeds(self) -> str:
+        return f"{{min: {self.looks[0]}, max: {self.looks[1]}}}" if self.looks else str(self.seeds)
+
+    @property
     def bootstrap(self) -> BootstrapSettings:
-        return BootstrapSettings(self.resamples, self.seed, self.level, self.alpha)
+        return BootstrapSettings(self.resamples, self.seed, self.level, self.alpha, self.margin_pts / 100, looks=self.looks)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ from .tune import DRIVER_NODE, REPLICATE_KEY, TRAIN_NODES, end_status, trial_lab
 logger = logging.getLogger(__name__)
 
 STATUS_TAG = "clipsweep.status"  # completed | stopped_early | failed | killed
+VERDICT_TAG = "clipsweep.verdict"  # on a ranked run: its variant's aggregate verdict against the reference
+PAIRING_TAG = "clipsweep.pairing"  # paired | unpaired | items only
 ROLE_TAG = "clipsweep.role"  # baseline | search
 REASON_TAG = "clipsweep.failure_reason"
 TRIAL_ID_TAG = "clipsweep.trial_id"
@@ -123,7 +125,8 @@ class MlflowTracker(tune.Callback):
         spec = self.spec
         params = {f"resources.{k}": v for k, v in resources.items()}
         params.update({"search.algorithm": spec.search.algorithm, "search.num_samples": spec.search.num_samples,
-                       "search.seed": spec.search.seed, "leaderboard.seeds": spec.leaderboard.seeds,
+                       "search.seed": spec.search.seed, "leaderboard.seeds": spec.leaderboard.describe_seeds(),
+                       "leaderboard.margin_pts": spec.leaderboard.margin_pts,
                        "leaderboard.finalists": spec.leaderboard.finalists, "scheduler.name": spec.scheduler.name,
                        "scheduler.grace_period": spec.scheduler.grace_period,
                        "scheduler.reduction_factor": spec.scheduler.reduction_factor, "scheduler.max_t": spec.max_t,

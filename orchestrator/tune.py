@@ -55,8 +55,8 @@ class ResourcePlan:
         r = spec.resources
         gpus = f", {self.gpus_per_trial:g} GPU" if self.gpus_per_trial else ""
         board = spec.leaderboard
-        replicates = (board.finalists + 1) * (board.seeds - 1)
-        then = f", then up to {replicates} seed replicates (leaderboard.seeds={board.seeds})" if replicates else ""
+        replicates = (board.finalists + 1) * (board.max_seeds - 1)
+        then = f", then up to {replicates} seed replicates (leaderboard.seeds={board.describe_seeds()})" if replicates else ""
         return (
             f"{spec.search.num_samples} trials (baseline + {spec.search.num_samples - 1} searched){then}, "
             f"{self.max_concurrent} at a time; each trial: driver {r.driver_cpus:g} CPU + "
@@ -289,10 +289,11 @@ def build_tuner(
 
 def build_replicate_tuner(
     spec: SweepSpec, data: TrialData, plan: ResourcePlan, experiment: str, configs: list[dict[str, Any]],
-    callbacks: list[tune.Callback],
+    callbacks: list[tune.Callback], name: str = "replicates",
 ) -> tune.Tuner:
     """The Tuner of the seed replicates: every config trained all its epochs (no scheduler), as
-    many at once as the plan allows, on the same trainable and Train storage as the search."""
+    many at once as the plan allows, on the same trainable and Train storage as the search.
+    `name`: its Tune experiment folder inside the sweep's (one per round of an adaptive race)."""
     return tune.Tuner(
         _trainable(spec, data, experiment),
         tune_config=tune.TuneConfig(
@@ -300,7 +301,7 @@ def build_replicate_tuner(
             reuse_actors=spec.resources.in_trial_actor,
         ),
         run_config=tune.RunConfig(
-            name="replicates",  # a Tune experiment of its own, inside the sweep's folder
+            name=name,  # a Tune experiment of its own, inside the sweep's folder
             storage_path=experiment_path(spec, experiment),
             callbacks=callbacks,
             verbose=0,

@@ -195,26 +195,29 @@ def test_a_substitute_reference_is_stated_everywhere(tmp_path):
     assert note in str(console_table(board).caption)
 
 
-def test_replicates_fill_each_finalist_up_to_its_seeds_and_a_failed_one_is_counted_out():
+def test_replicates_fill_each_finalist_on_the_common_seeds_and_a_failed_one_is_counted_out():
+    """The point set its own optim.seed (7): it is trained again on the baseline's seeds 0, 1, 2,
+    and its search run is not ranked (no run of the baseline shares its seed)."""
     trials = _trials([
         ("trial-00-baseline", "r0", "baseline", "completed", 0.40, {}, None),
         ("trial-01-point", "r1", "point", "completed", 0.50, {"optim.seed": 7}, None),
         ("trial-00-baseline-seed1", "r2", "replicate", "completed", 0.41, {"optim.seed": 1}, None),
-        ("trial-01-point-seed8", "r3", "replicate", "failed", None, {"optim.seed": 8}, "OOM"),
-    ]).assign(seed=[0, 7, 1, 8], replicate_of=[None, None, "trial-00-baseline", "trial-01-point"])  # fmt: skip
+        ("trial-01-point-seed0", "r3", "replicate", "completed", 0.49, {"optim.seed": 0}, None),
+        ("trial-01-point-seed1", "r4", "replicate", "failed", None, {"optim.seed": 1}, "OOM"),
+    ]).assign(seed=[0, 7, 1, 0, 1], replicate_of=[None, None, "trial-00-baseline", "trial-01-point", "trial-01-point"])  # fmt: skip
     spec = SweepSpec.from_dict({
         "name": "t", "search_space": {"objective": {"logit_transform": {"type": "choice", "values": ["sine"]}}},
         "leaderboard": {"finalists": 1, "seeds": 3},
     })  # fmt: skip
     selection = choose_finalists(trials, n=1)
     assert [f.name for f in selection.finalists] == ["trial-00-baseline", "trial-01-point"]  # never a replicate
-    configs = replicate_configs(selection, spec, trials)  # the completed one is not trained again
-    assert [(c["replicate_of"], c["optim.seed"]) for c in configs] == [
-        ("trial-00-baseline", 2), ("trial-01-point", 8), ("trial-01-point", 9)
-    ]  # fmt: skip
+    wanted = {f.name: 3 for f in selection.finalists}
+    configs = replicate_configs(selection, spec, trials, wanted)  # completed and failed ones are not trained again
+    assert [(c["replicate_of"], c["optim.seed"]) for c in configs] == [("trial-00-baseline", 2), ("trial-01-point", 2)]
     assert all(c["role"] == "replicate" for c in configs)
-    selection = with_replicates(selection, trials, seeds=3)
+    selection = with_replicates(selection, trials, spec)
     assert [r.name for r in selection.runs_of("trial-00-baseline")] == ["trial-00-baseline", "trial-00-baseline-seed1"]
+    assert [r.name for r in selection.runs_of("trial-01-point")] == ["trial-01-point-seed0"]  # seed 7 is not common
     rng = np.random.default_rng(6)
     scores = {r.name: ({}, {b: _accuracy(rng.random(200) < 0.5) for b in BENCHMARKS}) for r in selection.runs()}
     board = rank_scores(selection, scores, LeaderboardSettings(seeds=3))

@@ -68,12 +68,12 @@ def test_a_real_shift_is_detected_with_its_size():
     runs = _world(rng, {"base": 0.0, "better": 0.06}, seeds=3, items=2000, seed_sd=0.01, benchmarks=3)
     ranking = rank_variants(runs, "base", ["b0", "b1", "b2"], BootstrapSettings(n_resamples=500))
     row = _row(ranking, "better")
-    for b in ("b0", "b1", "b2"):
-        assert row[f"{b}_sig"] == 1 and row[f"{b}_diff_lo"] < 0.06 < row[f"{b}_diff_hi"]
+    assert all(row[f"{b}_sig"] == 1 and row[f"{b}_verdict"] == "better" for b in ("b0", "b1", "b2"))
     assert row["aggregate_sig"] == 1 and row["aggregate_diff"] == pytest.approx(0.06, abs=0.03)
+    assert row["aggregate_diff_lo"] < 0.06 < row["aggregate_diff_hi"] and row["pairing"] == "paired"
     assert row["aggregate_p_better"] == 1.0
     assert list(ranking.frame["variant"]) == ["better", "base"]
-    assert len(ranking.seed_aggregates["better"]) == 3
+    assert len(ranking.seed_differences["better"]) == 3
 
 
 @pytest.mark.parametrize("seeds", [3, 5])

@@ -1,5 +1,7 @@
 """A whole sweep on a real local Ray with a real SQLite MLflow store: 3 trials, 2 epochs each,
-then one seed replicate of the baseline (`leaderboard.seeds: 2`).
+then one seed replicate of the baseline (`leaderboard.seeds: {min: 2, max: 3}`: an adaptive race
+whose first look finds no undecided finalist, so no third seed is trained and the race's
+full-tier scores are ranked without evaluating again).
 
 The trials run one at a time (the test's Ray has 4 logical CPUs, 2 kept for Ray Data, and a
 trial needs 1.5), in the order the searcher hands them out, so ASHA's decisions are fixed:
@@ -63,7 +65,7 @@ def finished_sweep(small_corpus, tmp_path_factory) -> tuple[SweepResult, str]:
         "points_to_evaluate": [{"optim.lr": 1e-9}, {"optim.lr": 1e30}],
         "search": {"num_samples": 3, "seed": 0, "max_concurrent": 1},
         "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
-        "leaderboard": {"seeds": 2},
+        "leaderboard": {"seeds": {"min": 2, "max": 3}},
         "resources": {"workers_per_trial": 1, "cpus_per_worker": 1, "driver_cpus": 0.5},
         "storage_path": str(tmp / "results"),
         "mlflow": {"tracking_uri": f"sqlite:///{tmp}/mlruns.db"},
@@ -196,6 +198,8 @@ def test_the_sweep_ends_with_a_leaderboard_in_mlflow_and_on_disk(finished_sweep)
         assert metrics["leaderboard/seeds"] == 2 and metrics["leaderboard/aggregate_diff_pts"] == 0
         assert 0.0 <= metrics["full/mean_primary"] <= 1.0
     assert result.trials().set_index("name").loc["trial-00-baseline-seed1", "replicate_of"] == "trial-00-baseline"
+    assert "trial-00-baseline-seed2" not in set(result.trials()["name"])  # nothing undecided: the race stops at min
+    assert _children(client, result)["trial-00-baseline"].data.tags["clipsweep.verdict"] == "reference"
     parent = client.get_run(result.mlflow_parent_run_id).data.tags  # who won, on the page MLflow opens
     winner = frame.iloc[0]["variant"]
     assert parent["winner"] == winner and parent["mlflow.note.content"].startswith(f"**Winner: {winner}**")

@@ -192,6 +192,10 @@ class OptimConfig(Section):
     warmup_steps: int = 20
     grad_clip: float = 1.0
     seed: int = 0  # every random draw of the trial derives from it (see `seeding`)
+    # A second key of the augmentation stream only (crops, flips, jitter, caption draws): two runs
+    # of one seed with different salts share initial weights and data order but not their
+    # augmentations. For calibration (benchmarks/aa_calibration.py's paired A/A); 0: no salt.
+    augment_salt: int = 0
     deterministic: bool = False  # also torch's deterministic kernels (CUDA: slower; CPU runs repeat without it)
     precision: Precision = "bf16"  # autocast on CUDA (fp16 with loss scaling); CPU always trains in fp32
 

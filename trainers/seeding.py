@@ -21,9 +21,10 @@ TORCH = 3  # torch's global generator during the epoch: dropout (per rank)
 HARD_BATCHES = 4  # paper C's regrouping of batches by cluster (per rank)
 
 
-def rng(seed: int, stream: int, epoch: int = 0, rank: int = 0) -> np.random.Generator:
-    """A numpy generator of one stream, independent of every other (seed, stream, epoch, rank)."""
-    return np.random.default_rng([seed, stream, epoch, rank])
+def rng(seed: int, stream: int, epoch: int = 0, rank: int = 0, salt: int = 0) -> np.random.Generator:
+    """A numpy generator of one stream, independent of every other (seed, stream, epoch, rank);
+    a non-zero `salt` gives the stream other draws (0 keeps the unsalted key, and its numbers)."""
+    return np.random.default_rng([seed, stream, epoch, rank] + ([salt] if salt else []))
 
 
 def torch_generator(source: np.random.Generator) -> torch.Generator:

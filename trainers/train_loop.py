@@ -284,7 +284,7 @@ class Trial:
     def epoch_batches(self, epoch: int) -> Iterator[dict[str, Any]]:
         """This rank's augmented torch batches of an epoch; every draw from the trial's seed."""
         seed = self.cfg.optim.seed
-        draws = seeding.rng(seed, seeding.AUGMENT, epoch, self.rank)
+        draws = seeding.rng(seed, seeding.AUGMENT, epoch, self.rank, self.cfg.optim.augment_salt)
         for decoded in self.data.epoch(epoch, seed, self.rank, self.world, self.local_batch):
             yield to_torch(self.augment.augment(decoded, draws), self.device)
 

@@ -2,8 +2,8 @@
 
 The trial config (`config.py`) and the sweep spec's sections are frozen dataclasses built by
 `build`, which checks each value against the field's annotation (Literal, int, float, bool,
-str, Optional, dict[str, X], nested dataclass); each `Section` then checks its own ranges in
-`_validate`.
+str, Optional, dict[str, X], nested dataclass, `int | dataclass`); each `Section` then checks
+its own ranges in `_validate`.
 """
 
 from __future__ import annotations
@@ -99,6 +99,15 @@ def coerce(hint: Any, value: Any, path: str) -> Any:
         if value not in args:
             raise ValueError(f"{path}={value!r}; allowed: {', '.join(map(str, args))}")
         return value
+    sections = [a for a in args if dataclasses.is_dataclass(a)]
+    if sections and type(None) not in args:  # `int | Section`: a mapping is the section, else the other type
+        if isinstance(value, dict):
+            return build(sections[0], value, path)
+        try:
+            return coerce(next(a for a in args if a is not sections[0]), value, path)
+        except ValueError as e:  # "...; allowed: an integer" -> "...; allowed: an integer, or {min, max}"
+            names = ", ".join(f.name for f in fields(sections[0]))
+            raise ValueError(f"{e}, or a mapping {{{names}}}") from None
     if type(None) in args:  # Optional[X]
         if value is None:
             return None
