@@ -133,9 +133,11 @@ def main() -> None:
             scores = pickle.load(f)
     if any(len(scores.get(name, {})) < args.seeds for name in configs):
         ray.init(num_cpus=4, configure_logging=False, log_to_driver=False)  # 2 runs x 1 CPU + 2 for Ray Data
-        scores = train_all(configs, args.seeds, scores, data_from_doc(demo["data"]), console)
+        data = data_from_doc(demo["data"]).with_decoded_training_set(TrialConfig.from_dict(base))  # once, as a sweep does
+        scores = train_all(configs, args.seeds, scores, data, console)
         with open(kept, "wb") as f:
             pickle.dump(scores, f)
+        ray.shutdown()
     seeds = list(range(args.seeds))
     base_runs = scores["baseline"]
     aggregate = {name: np.array([np.mean([runs[s][b].value() for b in TASK_NAMES]) for s in seeds]) for name, runs in scores.items()}

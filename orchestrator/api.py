@@ -509,7 +509,7 @@ class SweepResult:
         page = f"{self.path}/{ARTIFACT_DIR}/leaderboard.html" if self.path else f"parent run artifacts {ARTIFACT_DIR}/leaderboard.html"
         said = summary(board, *((best["name"], best["score"]) if best is not None else (None, None)), page)
         # Short keys: MLflow's run page cuts a tag key after ~12 characters ("clipsweep.wi…").
-        tags = {key: said[key] for key in ("winner", "winner_aggregate", "best_trial", "leaderboard")}
+        tags = {key: said[key] for key in ("winner", "winner_aggregate", "verdicts", "best_trial", "leaderboard")}
         client.log_batch(self.mlflow_parent_run_id, tags=[RunTag(k, v) for k, v in {**tags, NOTE_TAG: said["text"]}.items()])
         return board
 

@@ -64,7 +64,7 @@ def draw_heatmap(ax: Axes, ranking: Ranking, labels: list[str], alpha: float, ma
             ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5))
     ax.set_xticks(range(len(benchmarks)), benchmarks, rotation=35, ha="right", fontsize=9)
     ax.set_yticks(range(len(labels)), labels, fontsize=9)
-    ax.set_title(f"Difference to {ranking.reference} (primary metric, mean over seeds, points; sd: seed sd)", fontsize=11)
+    ax.set_title(f"Difference to {ranking.reference} (primary metric, points, paired by seed; sd: seed sd)", fontsize=11)
     colorbar = ax.figure.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
     colorbar.set_label(f"variant − {ranking.reference} (x100)")
     ax.legend(
@@ -101,7 +101,7 @@ def draw_forest(ax: Axes, ranking: Ranking, labels: list[str], alpha: float, lev
             continue
         ax.errorbar(v, yi, xerr=[[v - lo], [hi - v]], fmt="o", color=colour, capsize=4, markersize=6, linewidth=2)
         # right of the interval, its seeds and the band (which it would cross when worse)
-        text = f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}] {SYMBOLS.get(verdict, '')} {verdict}, MDE {mde:.1f}" + (
+        text = f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}] {SYMBOLS.get(verdict, '')} {verdict}, MDE {mde:.1f}".replace("  ", " ") + (
             "" if pairing == "paired" else f" ({pairing})")
         ax.annotate(text, (max(hi, np.max(seeds, initial=hi), margin_pts), yi), xytext=(6, 0), textcoords="offset points",
                     va="center", fontsize=8)  # fmt: skip

@@ -146,8 +146,9 @@ def _data_uri(path: str) -> str:
 def summary(board: Leaderboard, best_trial: str | None, best_score: float | None, page: str) -> dict[str, str]:
     """Who won, in the few lines a sweep's parent MLflow run shows: by key, `winner`,
     `winner_aggregate` (mean primary over seeds, and its difference to the reference with its
-    interval), `best_trial` (by cheap-tier search score), `leaderboard` (the page's path), and
-    `text` (all of it as Markdown, for the run's description)."""
+    interval), `verdicts` (how many variants are better, worse, equivalent, undecided),
+    `best_trial` (by cheap-tier search score), `leaderboard` (the page's path), and `text` (all
+    of it as Markdown, for the run's description)."""
     frame = board.frame()
     top = frame.iloc[0]
     reference = board.ranking.reference
@@ -169,7 +170,8 @@ def summary(board: Leaderboard, best_trial: str | None, best_score: float | None
         f"- best trial by search score: {best}",
         f"- leaderboard: `{page}` (also the parent run's artifacts `leaderboard/`)",
     ])  # fmt: skip
-    return {"winner": str(top["variant"]), "winner_aggregate": aggregate, "best_trial": best, "leaderboard": page, "text": text}
+    return {"winner": str(top["variant"]), "winner_aggregate": aggregate, "verdicts": tally or "none", "best_trial": best,
+            "leaderboard": page, "text": text}  # fmt: skip
 
 
 def html_page(board: Leaderboard, pictures: dict[str, str]) -> str:

@@ -239,3 +239,32 @@ def test_a_baseline_with_no_completed_run_hands_the_reference_on_and_says_so():
     assert any("Training variance is not included" in note for note in board.notes)
     with pytest.raises(ValueError, match="nothing to rank"):
         rank_scores(selection, {}, LeaderboardSettings())
+
+
+def test_reports_carry_verdicts_pairing_and_mde(tmp_path):
+    """Three common seeds: a clear gain (better), a copy of the baseline with a few items
+    flipped (equivalent), and a variant scored on few items with its own seed noise (undecided)."""
+    rng = np.random.default_rng(8)
+    base = {s: {b: rng.random(4000) < 0.5 + 0.03 * s for b in BENCHMARKS} for s in range(3)}
+    items = {
+        "trial-00-baseline": {s: {b: _accuracy(v) for b, v in run.items()} for s, run in base.items()},
+        "trial-01-search": {s: {b: _accuracy(v | (rng.random(4000) < 0.2)) for b, v in run.items()} for s, run in base.items()},
+        "trial-02-search": {s: {b: _accuracy(v ^ (rng.random(4000) < 0.002)) for b, v in run.items()} for s, run in base.items()},
+        "trial-03-search": {s: {b: _accuracy(rng.random(4000) < 0.5 + rng.normal(0, 0.05)) for b in BENCHMARKS} for s in range(3)},
+    }
+    board = _board(items)
+    frame = board.frame().set_index("variant")
+    assert frame.loc["trial-01-search", "aggregate_verdict"] == "better"
+    assert frame.loc["trial-02-search", "aggregate_verdict"] == "equivalent"
+    assert frame.loc["trial-03-search", "aggregate_verdict"] == "undecided"
+    assert frame.loc["trial-03-search", "aggregate_mde_pts"] > 3 * frame.loc["trial-02-search", "aggregate_mde_pts"]
+    assert set(frame["pairing"]) == {"paired"} and set(frame["common_seeds"]) == {3}
+    assert frame.loc["trial-00-baseline", "aggregate_verdict"] == "reference"
+    write_reports(board, str(tmp_path))
+    csv = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert {"aggregate_verdict", "aggregate_mde_pts", "pairing", "seeds", *(f"{b}_verdict" for b in BENCHMARKS)} <= set(csv.columns)
+    text = (tmp_path / "leaderboard.md").read_text()
+    assert "▲" in text and "≈" in text and "equivalent (MDE" in text and "undecided (MDE" in text
+    said = summary(board, "trial-01-search", 0.6, "page.html")
+    assert said["verdicts"] == "1 better, 1 equivalent, 1 undecided"
+    assert len(board.ranking.seed_differences["trial-01-search"]) == 3  # the forest plot's dots: one per common seed
