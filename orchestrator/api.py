@@ -37,7 +37,7 @@ from rich.console import Console
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.suite import flatten
 
-from .finalists import Selection, choose_finalists, evaluate_finalists, replicate_configs, with_replicates
+from .finalists import Selection, choose_finalists, evaluate_finalists, next_seeds, replicate_configs, with_replicates
 from .importance import param_importances, write_importance
 from .leaderboard import ARTIFACT_DIR, Leaderboard, Scores, load_scores, log_to_runs, rank_scores, save_scores
 from .plots import save_plot, variant_labels
@@ -294,15 +294,9 @@ def _train_replicates(
         if board.looks is None:
             break
         ranked, scores = result.rank_runs(with_replicates(selection, trials, spec), data, scores, console)
-        frame = ranked.frame().set_index("variant")
-        racing = [
-            name for name in frame.index[frame["aggregate_verdict"] == "undecided"] if wanted.get(name, board.max_seeds) < board.max_seeds
-        ]  # fmt: skip
+        racing, wanted = next_seeds(ranked.ranking, wanted, board.max_seeds)
         if not racing:
             break
-        for name in racing:
-            wanted[name] += 1
-        wanted[ranked.ranking.reference] = max(wanted.values())
         say(f"look {look}: undecided after their seeds: {', '.join(racing)}; one more seed each")
     return summaries, False, scores
 

@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 from clipsweep.trainers.evaluation.finalist import evaluate_weights, load_weights
 from clipsweep.trainers.evaluation.metrics import ItemScores
 
+from .ranking import Ranking
 from .spec import SweepSpec
 from .trial import TrialData
 from .tune import REPLICATE_KEY, SEED_FIELD
@@ -138,6 +139,17 @@ def replicate_configs(
         {"role": "replicate", REPLICATE_KEY: f.name, **f.overrides, SEED_FIELD: seed}
         for f in selection.finalists for seed in common_seeds(spec, wanted.get(f.name, 0)) if (f.name, seed) not in have
     ]  # fmt: skip
+
+
+def next_seeds(ranking: Ranking, wanted: dict[str, int], most: int) -> tuple[list[str], dict[str, int]]:
+    """One step of an adaptive race: the finalists whose aggregate is undecided with fewer than
+    `most` seeds wanted, and the seeds wanted next (one more each; the reference as many as the
+    most any finalist wants, so that every new seed has its pair)."""
+    verdicts = ranking.frame.set_index("variant")["aggregate_verdict"]
+    racing = [name for name, verdict in verdicts.items() if verdict == "undecided" and wanted.get(name, most) < most]
+    after = {name: count + (name in racing) for name, count in wanted.items()}
+    after[ranking.reference] = max(after.values())
+    return racing, after
 
 
 def evaluate_finalists(

@@ -412,7 +412,8 @@ def rank_variants(
     missing = [[bench for b, bench in enumerate(benchmarks) if not present[v, b]] for v in range(n_v)]
     seed_counts = [int(np.isfinite(point[v]).any(axis=1).sum()) for v in range(n_v)]
     aggregates = [d.get("aggregate") for d in differences]
-    pairing = ["paired" if v == ref else a.pairing if a is not None else "" for v, a in enumerate(aggregates)]
+    own_pairing = "paired" if seed_counts[ref] > 1 else "items only"  # the reference's own row
+    pairing = [own_pairing if v == ref else a.pairing if a is not None else "" for v, a in enumerate(aggregates)]
     seed_means = np.array([[row[bench] for bench in benchmarks] for row in rows], dtype=float).reshape(n_v, n_b)
     columns.update({
         "mean_rank": mean_ranks(seed_means), "seeds": seed_counts,

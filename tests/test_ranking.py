@@ -7,9 +7,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clipsweep.orchestrator.finalists import Finalist, Selection, choose_finalists, replicate_configs, with_replicates
+from clipsweep.orchestrator.finalists import (
+    Finalist,
+    Selection,
+    choose_finalists,
+    next_seeds,
+    replicate_configs,
+    with_replicates,
+)
 from clipsweep.orchestrator.leaderboard import Leaderboard, rank_scores
-from clipsweep.orchestrator.ranking import BootstrapSettings, holm, rank_variants, resample_counts, resampled_metrics
+from clipsweep.orchestrator.ranking import (
+    BootstrapSettings,
+    Ranking,
+    holm,
+    rank_variants,
+    resample_counts,
+    resampled_metrics,
+)
 from clipsweep.orchestrator.report import console_table, summary, write_reports
 from clipsweep.orchestrator.spec import LeaderboardSettings, SweepSpec
 from clipsweep.trainers.evaluation.metrics import ItemScores, mean_per_class_recall, retrieval
@@ -268,3 +282,13 @@ def test_reports_carry_verdicts_pairing_and_mde(tmp_path):
     said = summary(board, "trial-01-search", 0.6, "page.html")
     assert said["verdicts"] == "1 better, 1 equivalent, 1 undecided"
     assert len(board.ranking.seed_differences["trial-01-search"]) == 3  # the forest plot's dots: one per common seed
+
+
+def test_a_race_step_adds_a_seed_to_undecided_rows_and_their_pairs_to_the_reference():
+    frame = pd.DataFrame({"variant": ["base", "a", "b", "c"], "aggregate_verdict": ["reference", "undecided", "better", "undecided"]})
+    ranking = Ranking(frame, ("b0",), "base", ())
+    racing, wanted = next_seeds(ranking, {"base": 4, "a": 4, "b": 3, "c": 10}, most=10)
+    assert racing == ["a"]  # b is decided, c has the most seeds allowed
+    assert wanted == {"base": 10, "a": 5, "b": 3, "c": 10}
+    racing, wanted = next_seeds(ranking, {"base": 3, "a": 3, "b": 3, "c": 3}, most=3)
+    assert racing == [] and wanted == {"base": 3, "a": 3, "b": 3, "c": 3}  # a fixed count never races
