@@ -373,33 +373,7 @@ def rank_variants(
             own = arm(v, None, present[v])
             seed_differences[variants[v]] = tuple((own.point - own.mean).tolist())
 
-    p = np.array([[row.get(f"{bench}_p", np.nan) for bench in benchmarks] for row in rows], dtype=float).reshape(n_v, n_b)
-    p_holm = holm(p)
-    for v, row in enumerate(rows):
-        if v == ref:
-            row.update({f"{bench}_verdict": "reference" for bench in [*benchmarks, "aggregate"]})
-            row.update({f"{bench}_sig": 0 for bench in [*benchmarks, "aggregate"]})
-            row.update({f"{bench}_diff": 0.0 for bench in [*benchmarks, "aggregate"] if bench in row})
-            continue
-        seeds_b = [differences[v][bench].seeds if bench in differences[v] else 0 for bench in benchmarks]
-        rejected = np.zeros(n_b, dtype=bool)
-        for n in set(seeds_b):  # one family per look (in practice every benchmark has the same seeds)
-            family = np.where(np.array(seeds_b) == n, p[v], np.nan)
-            rejected |= holm_reject(family, lambda share, n=n: settings.test_level(n, settings.alpha * share))
-        for b, bench in enumerate(benchmarks):
-            row[f"{bench}_p_holm"] = p_holm[v, b]
-            diff = differences[v].get(bench)
-            row[f"{bench}_sig"] = int(np.sign(diff.estimate)) if diff is not None and rejected[b] else 0
-            row[f"{bench}_verdict"] = "" if diff is None else diff.verdict(
-                bool(rejected[b]), settings.test_level(diff.seeds), settings.margin
-            )  # fmt: skip
-        aggregate = differences[v].get("aggregate")
-        if aggregate is None:
-            row.update({"aggregate_sig": 0, "aggregate_verdict": ""})
-            continue
-        significant = aggregate.p() < settings.test_level(aggregate.seeds)
-        row["aggregate_sig"] = int(np.sign(aggregate.estimate)) if significant else 0
-        row["aggregate_verdict"] = aggregate.verdict(significant, settings.test_level(aggregate.seeds), settings.margin)
+    _decide(rows, differences, ref, benchmarks, settings)
 
     columns: dict[str, list[Any]] = {"variant": variants}
     fields = ["", "_lo", "_hi", "_diff", "_diff_lo", "_diff_hi", "_p", "_p_holm", "_sig", "_verdict", "_mde_pts", "_seed_sd", "_p_better"]
@@ -426,6 +400,40 @@ def rank_variants(
     frame = pd.DataFrame(columns).sort_values(["aggregate_diff", "mean_rank"], ascending=[False, True], na_position="last")
     notes = _notes(variants, reference, benchmarks, settings, seed_counts, pairing, missing)
     return Ranking(frame.reset_index(drop=True), tuple(benchmarks), reference, tuple(notes), seed_differences)
+
+
+def _decide(
+    rows: list[dict[str, Any]], differences: list[dict[str, Difference]], ref: int, benchmarks: Sequence[str],
+    settings: BootstrapSettings,
+) -> None:
+    """Adds each row's significance (Holm over its benchmarks, at its look's level) and verdicts."""
+    n_v, n_b = len(rows), len(benchmarks)
+    p = np.array([[row.get(f"{bench}_p", np.nan) for bench in benchmarks] for row in rows], dtype=float).reshape(n_v, n_b)
+    p_holm = holm(p)
+    for v, row in enumerate(rows):
+        if v == ref:
+            row.update({f"{bench}_verdict": "reference" for bench in [*benchmarks, "aggregate"]})
+            row.update({f"{bench}_sig": 0 for bench in [*benchmarks, "aggregate"]})
+            row.update({f"{bench}_diff": 0.0 for bench in [*benchmarks, "aggregate"] if bench in row})
+            continue
+        # one Holm family over the row's benchmarks, at the row's look: its fewest common seeds (a
+        # benchmark that some seed lacks is rare, and would only move the race's level slightly)
+        look = min(d.seeds for d in differences[v].values()) if differences[v] else 0
+        rejected = holm_reject(p[v], lambda share, look=look: settings.test_level(look, settings.alpha * share))
+        for b, bench in enumerate(benchmarks):
+            row[f"{bench}_p_holm"] = p_holm[v, b]
+            diff = differences[v].get(bench)
+            row[f"{bench}_sig"] = int(np.sign(diff.estimate)) if diff is not None and rejected[b] else 0
+            row[f"{bench}_verdict"] = "" if diff is None else diff.verdict(
+                bool(rejected[b]), settings.test_level(diff.seeds), settings.margin
+            )  # fmt: skip
+        aggregate = differences[v].get("aggregate")
+        if aggregate is None:
+            row.update({"aggregate_sig": 0, "aggregate_verdict": ""})
+            continue
+        significant = aggregate.p() < settings.test_level(aggregate.seeds)
+        row["aggregate_sig"] = int(np.sign(aggregate.estimate)) if significant else 0
+        row["aggregate_verdict"] = aggregate.verdict(significant, settings.test_level(aggregate.seeds), settings.margin)
 
 
 def _by_seed(value: Runs) -> dict[int, SeedRuns]:

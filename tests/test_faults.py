@@ -143,12 +143,13 @@ def _completed(uri: str, experiment: str) -> list[str]:
 def test_ctrl_c_while_replicates_train_stops_the_sweep_and_resume_trains_only_what_is_missing(small_corpus, tmp_path):
     """Ctrl-C after the search, while the baseline's seed replicates train: the command exits 130
     and the sweep is KILLED (not ranked on the seeds it happened to have); `--resume` trains only
-    the replicate that did not finish, and the leaderboard ranks the baseline on all 3 seeds."""
+    the replicate that did not finish, and the leaderboard ranks the baseline on all 3 seeds.
+    (Adaptive seeds, {min: 3, max: 4}: the baseline alone is never undecided, so it stops at 3.)"""
     space = write_space(
         tmp_path, small_corpus, "it-replicates",
         trial={"optim": {"epochs": 1, "batch_size": 32, "warmup_steps": 1, "lr": 2e-3}},
         search={"num_samples": 1, "seed": 0},  # the baseline alone; its replicates train one at a time
-        leaderboard={"finalists": 1, "resamples": 200, "seeds": 3},
+        leaderboard={"finalists": 1, "resamples": 200, "seeds": {"min": 3, "max": 4}},
     )  # fmt: skip
     uri = f"sqlite:///{tmp_path}/mlruns.db"
     first = start_clipsweep(["run", str(space)], tmp_path / "first.log")
