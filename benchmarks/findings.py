@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--storage", default=os.path.join("/tmp", "clipsweep_findings"))
     args = parser.parse_args()
     console = Console(width=170)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as the CLI: no bar per download
     sweep = Sweep.from_yaml(args.spec)
     sweep.spec = dataclasses.replace(
         sweep.spec, storage_path=args.storage, tracking_uri=f"sqlite:///{os.path.join(args.storage, 'mlruns.db')}"

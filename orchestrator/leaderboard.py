@@ -70,7 +70,8 @@ class Leaderboard:
             if f.name not in ranked:
                 extra += (f"{f.name}: no completed run to score; not ranked.",)
             elif n < asked:
-                extra += (f"{f.name}: ranked on {n} of {asked} seeds (the others failed or did not train all epochs).",)
+                how = "paired" if n > 1 and f.name != self.ranking.reference else "ranked"
+                extra += (f"{f.name}: {how} on {n} of {asked} seeds (the others failed or did not train all epochs).",)
         return extra + self.ranking.notes + self.extra_notes
 
     def knobs(self) -> dict[str, str]:

@@ -206,10 +206,13 @@ class Difference:
     p_better: float  # P(variant > reference) over common seeds (paired) or seed pairs
     per_seed: tuple[float, ...] = ()  # the d_i of a paired difference
 
+    def _isf(self, q: float) -> float:
+        """The upper-q quantile of this difference's t (normal when df is infinite)."""
+        return float(stats.t.isf(q, self.df) if math.isfinite(self.df) else stats.norm.isf(q))
+
     def critical(self, alpha: float) -> float:
         """The two-sided critical value at level alpha."""
-        dist = stats.t(self.df) if math.isfinite(self.df) else stats.norm()
-        return float(dist.isf(alpha / 2))
+        return self._isf(alpha / 2)
 
     def interval(self, alpha: float) -> tuple[float, float]:
         half = self.critical(alpha) * self.se
@@ -219,13 +222,12 @@ class Difference:
         """Two-sided p of "no difference"."""
         if self.se == 0:
             return 1.0 if self.estimate == 0 else 0.0
-        dist = stats.t(self.df) if math.isfinite(self.df) else stats.norm()
-        return float(min(1.0, 2 * dist.sf(abs(self.estimate) / self.se)))
+        z = abs(self.estimate) / self.se
+        return float(min(1.0, 2 * (stats.t.sf(z, self.df) if math.isfinite(self.df) else stats.norm.sf(z))))
 
     def mde(self, alpha: float, power: float) -> float:
         """The smallest true difference this comparison finds with probability `power`."""
-        dist = stats.t(self.df) if math.isfinite(self.df) else stats.norm()
-        return (self.critical(alpha) + float(dist.ppf(power))) * self.se
+        return (self.critical(alpha) + self._isf(1 - power)) * self.se
 
     def verdict(self, significant: bool, alpha: float, margin: float) -> str:
         """better / worse when significant; equivalent when the interval at `alpha` lies inside

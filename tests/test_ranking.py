@@ -238,7 +238,7 @@ def test_replicates_fill_each_finalist_on_the_common_seeds_and_a_failed_one_is_c
     frame = board.frame().set_index("variant")
     assert frame.loc["trial-00-baseline", "seeds"] == 2 and frame.loc["trial-01-point", "seeds"] == 1
     assert frame.loc["trial-01-point", "interval"] == "items only"
-    assert "trial-01-point: ranked on 1 of 3 seeds" in " ".join(board.notes)
+    assert "trial-01-point: ranked on 1 of 3 seeds" in " ".join(board.notes)  # one seed: nothing to pair
     assert "trial-00-baseline: ranked on 2 of 3 seeds" in " ".join(board.notes)
 
 
