@@ -486,11 +486,15 @@ class SweepResult:
         if stored is None:
             return None
         selection, scores = stored
-        return rank_scores(selection, scores, self.spec().leaderboard), scores
+        return self._with_compute(rank_scores(selection, scores, self.spec().leaderboard)), scores
+
+    def _with_compute(self, board: Leaderboard) -> Leaderboard:
+        """The board with the note of the compute its runs took (search vs replicates)."""
+        return dataclasses.replace(board, extra_notes=(compute_note(self.trials()),))
 
     def _publish(self, board: Leaderboard, scores: Scores) -> Leaderboard:
         client = self._client()
-        board = dataclasses.replace(board, extra_notes=(compute_note(self.trials()),))
+        board = self._with_compute(board)
         with tempfile.TemporaryDirectory() as directory:
             write_reports(board, directory, write_importance(self.study(), directory))
             client.log_artifacts(self.mlflow_parent_run_id, directory, ARTIFACT_DIR)

@@ -292,3 +292,16 @@ def test_a_race_step_adds_a_seed_to_undecided_rows_and_their_pairs_to_the_refere
     assert wanted == {"base": 10, "a": 5, "b": 3, "c": 10}
     racing, wanted = next_seeds(ranking, {"base": 3, "a": 3, "b": 3, "c": 3}, most=3)
     assert racing == [] and wanted == {"base": 3, "a": 3, "b": 3, "c": 3}  # a fixed count never races
+
+
+def test_per_class_recall_resamples_match_the_full_product():
+    """The one-part-per-item path (mean per-class recall) gives the general product's numbers."""
+    rng = np.random.default_rng(9)
+    labels = rng.integers(0, 12, 400)
+    scores = [ItemScores.class_recall(rng.random(400) < 0.5, labels) for _ in range(4)]
+    counts = resample_counts(400, 50, rng)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        full = [np.nanmean((counts @ s.hits) / (counts @ s.counts), axis=1) for s in scores]
+    np.testing.assert_allclose(resampled_metrics(counts, scores), np.stack(full, axis=1), atol=1e-6)
+    ones = np.ones((1, 400), dtype=np.float32)
+    assert resampled_metrics(ones, scores)[0] == pytest.approx([s.value() for s in scores])

@@ -109,7 +109,9 @@ def test_malformed_yaml_names_the_line(tmp_path, capsys):
 @pytest.mark.parametrize("path", sorted(SPACES.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_search_spaces_parse_and_fit_a_cluster(path):
     spec = SweepSpec.from_yaml(str(path))
-    assert spec.search.num_samples >= 8 and spec.params
+    assert spec.params and spec.search.num_samples >= 1 + len(spec.points_to_evaluate)  # every point runs
+    if path.name != "findings.yaml":  # a search, not a fixed list of claims: TPE gets draws of its own
+        assert spec.search.num_samples >= 8
     # e.g. 2 nodes of 8 GPUs and cluster.yaml's head, which holds the drivers' resource
     plan = plan_resources(spec, cluster={"CPU": 256.0, "GPU": 16.0, "clipsweep_driver": 8.0})
     assert 1 <= plan.max_concurrent <= spec.search.num_samples
