@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from clipsweep.orchestrator.ranking import BootstrapSettings, Difference, rank_variants
+from clipsweep.orchestrator.comparison import Difference
+from clipsweep.orchestrator.ranking import BootstrapSettings, rank_variants
 from clipsweep.orchestrator.sequential import nominal_level, nominal_levels
 from clipsweep.trainers.evaluation.metrics import ItemScores
 
