@@ -17,7 +17,8 @@ from clipsweep.trainers.config import NegativesConfig, ObjectiveConfig, TrialCon
 from clipsweep.trainers.objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 from clipsweep.trainers.objectives.arcface import margin_logits
 from clipsweep.trainers.objectives.clusters import pair_log_weights
-from clipsweep.trainers.objectives.logits import TRANSFORMS, scaled_logits
+from clipsweep.trainers.logit_transforms import TRANSFORMS
+from clipsweep.trainers.objectives.logits import scaled_logits
 
 SCALE = 1 / 0.07
 
@@ -89,7 +90,7 @@ HAND_F = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+@pytest.mark.parametrize("name", sorted(HAND_F))
 def test_transform_by_hand_on_3x3(name):
     cfg = TrialConfig.from_dict({"objective": {"logit_transform": name}})
     z = [[HAND_F[name](s) * SCALE for s in row] for row in S]
@@ -100,12 +101,32 @@ def test_transform_by_hand_on_3x3(name):
     assert got.item() == pytest.approx(_hand_loss(z), abs=1e-6)
 
 
-def test_registry_covers_every_allowed_transform():
+def test_config_allows_exactly_the_registered_transforms():
     from typing import get_args
 
-    from clipsweep.trainers.config import LogitTransform
+    from clipsweep.trainers.config import LogitTransformName
 
-    assert set(TRANSFORMS) == set(get_args(LogitTransform)) == set(HAND_F)
+    assert get_args(LogitTransformName) == tuple(TRANSFORMS)
+    assert next(iter(TRANSFORMS)) == "identity"  # the first is the baseline, the config's default
+    assert set(HAND_F) <= set(TRANSFORMS)
+
+
+OBJECTIVE_KNOBS = {"omega": 1.0, "k": 3.0, "c": 0.3}  # a value off each default
+
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_each_transform_reads_exactly_the_knobs_it_declares(name):
+    """What a registry entry declares is what the liveness rule and the spec's `when:` checks use:
+    a declared knob must change f, an undeclared one must not, and f must be monotone."""
+    s = torch.linspace(-1, 1, 101)
+    base = ObjectiveConfig(logit_transform=name)
+    f = TRANSFORMS[name].f(s, base)
+    assert torch.all(f[1:] >= f[:-1]), "f must be monotone on [-1, 1]"
+    for knob, value in OBJECTIVE_KNOBS.items():
+        moved = TRANSFORMS[name].f(s, ObjectiveConfig(logit_transform=name, **{knob: value}))
+        assert (not torch.equal(moved, f)) == (knob in TRANSFORMS[name].reads), knob
+        acts = TrialConfig.acts(f"objective.{knob}")
+        assert acts.holds(TrialConfig(objective=base).flat()) == (knob in TRANSFORMS[name].reads), knob
 
 
 # Clusters of the 3 pairs and centroid cosines: pairs 0 and 1 share image cluster 0.

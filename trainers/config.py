@@ -1,4 +1,4 @@
-"""The trial config: every research knob of DESIGN.md, typed, frozen and validated.
+"""The trial config: every research knob of docs/methods.md, typed, frozen and validated.
 
 The baseline ("vanilla CLIP") is every knob at its first allowed value, which is also its
 default, so `TrialConfig()` is the baseline. A knob that acts only under other knobs' values
@@ -17,9 +17,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from .liveness import Acts, acts_if, acts_if_nonzero, knob
+from .logit_transforms import TRANSFORMS, transforms_reading
 from .typed import Section, build, check_range, hints_of
 
-LogitTransform = Literal["identity", "sine", "sigmoid", "sigmoid_centered"]
+LogitTransformName = Literal[tuple(TRANSFORMS)]  # type: ignore[valid-type]  # the registry's names, baseline first
 Weighting = Literal["none", "cluster_weight", "cluster_mask", "cluster_both"]
 ClusterFeatures = Literal["initial", "current"]
 BatchingMode = Literal["random", "cluster_hard"]
@@ -59,6 +60,10 @@ class ModelConfig(Section):
                 raise ValueError(f"model.{name}={path!r}: no such path; pretrained weights load only from local disk")
 
 
+def _read_by(knob_name: str) -> Acts:
+    return acts_if("objective.logit_transform", *transforms_reading(knob_name))
+
+
 @dataclass(frozen=True)
 class ObjectiveConfig(Section):
     """Temperature and paper A's logit transform."""
@@ -67,10 +72,11 @@ class ObjectiveConfig(Section):
 
     temperature: float = 0.07  # initial t; logit_scale = ln(1/t), clamped to ln(100)
     learnable_temperature: bool = True
-    logit_transform: LogitTransform = "identity"
-    omega: float = knob(math.pi / 2, acts=acts_if("objective.logit_transform", "sine"))  # monotone on [-1, 1] up to pi/2
-    k: float = knob(10.0, acts=acts_if("objective.logit_transform", "sigmoid", "sigmoid_centered"))  # slope
-    c: float = knob(0.0, acts=acts_if("objective.logit_transform", "sigmoid"))  # centre
+    logit_transform: LogitTransformName = "identity"
+    # Each knob acts under the transforms that declare they read it (`logit_transforms.py`).
+    omega: float = knob(math.pi / 2, acts=_read_by("omega"))  # monotone on [-1, 1] up to pi/2
+    k: float = knob(10.0, acts=_read_by("k"))  # slope
+    c: float = knob(0.0, acts=_read_by("c"))  # centre
 
     def _validate(self) -> None:
         check_range("objective.temperature", self.temperature, 0.0, strict_low=True)
@@ -286,7 +292,7 @@ class TrialConfig:
 
 REMOVED_KNOBS = {
     "objective.transform_before_temperature": (
-        "only z = f(s)/t is a variant (DESIGN.md, method A): f(s/t) is not monotone for sine and bounds "
+        "only z = f(s)/t is a variant (docs/methods.md, method A): f(s/t) is not monotone for sine and bounds "
         "the sigmoids' logits; delete the field"
     ),
 }
