@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clipsweep.trainers.config import TrialConfig
-from clipsweep.trainers.objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
+from clipsweep.trainers.objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup, full_weights
 from clipsweep.trainers.objectives.clusters import Clustering
 
 REFERENCE = "open_clip ClipLoss"
@@ -70,7 +70,7 @@ def _step_fn(name: str, tensors: list[torch.Tensor], group: WorkerGroup, device:
     cosine = (centres @ centres.T).numpy()
     objective.set_clusters(Clustering(torch.zeros(0).numpy(), cosine), Clustering(torch.zeros(0).numpy(), cosine))
     clusters = torch.randint(0, CLUSTERS, (u.shape[0],), generator=g).to(device)
-    weights = {"clip": 1.0, "image_image": cfg.unimodal.image_weight, "text_text": cfg.unimodal.text_weight}
+    weights = full_weights(cfg)
     inputs = ObjectiveInputs(u, v, image_view=u2, text_view=v2, image_cluster=clusters, text_cluster=clusters)
     return lambda: objective(inputs, scale, weights)["total"].backward()
 

@@ -32,6 +32,7 @@ from clipsweep.trainers.data.scenes import ATTRIBUTES
 from clipsweep.trainers.data.shards import DataFormatError, resolve_shards
 from clipsweep.trainers.data.synthetic import ensure_synthetic
 from clipsweep.trainers.evaluation.settings import SuiteSettings
+from clipsweep.trainers.schedules import needs_views
 from clipsweep.trainers.session import TrialActorSession
 from clipsweep.trainers.train_loop import LoopSettings, run_loop, train_loop_per_worker
 from clipsweep.trainers.typed import unknown_field
@@ -214,12 +215,6 @@ def check_resume(path: str, flag: str = "resume_from") -> None:
             f"{flag} {path!r}: no checkpoint there ({CHECKPOINT_FILE} missing); allowed: a checkpoint folder of "
             "an earlier run, e.g. STORAGE/NAME/checkpoint_000002"
         )
-
-
-def needs_views(cfg: TrialConfig) -> bool:
-    """Whether any stage uses paper C's second views (L_II / L_TT, or SimCLR in stage 1)."""
-    simclr = cfg.schedule.kind == "two_stage" and cfg.schedule.stage1_loss == "simclr"
-    return cfg.unimodal.image_weight > 0 or cfg.unimodal.text_weight > 0 or simclr
 
 
 def ensure_ray(workers: int, cpus_per_worker: float, quiet: bool = False) -> None:

@@ -188,3 +188,18 @@ def test_resnet50_and_distilbert_restore_from_local_weights_exactly(tmp_path):
     assert ids == tokenizer("a photo of a cat")["input_ids"] and len(ids) == 7  # [CLS] 5 words [SEP]
     with pytest.raises(ValueError, match=r"holds a distilbert checkpoint; model.text_tower='bert' expects bert"):
         DualEncoder(TrialConfig.from_dict({"model": {"text_tower": "bert", "text_weights": str(tmp_path / "distilbert")}}).model, cfg.objective)
+
+
+def test_the_full_objective_and_its_views_come_from_the_term_registry():
+    """A term's weight knob and needs are declared where it is registered; the stage plan and
+    the data loader's second views follow from them."""
+    from clipsweep.trainers.objectives import TERMS, full_weights
+    from clipsweep.trainers.schedules import needs_views
+
+    cfg = TrialConfig.from_dict({"unimodal": {"image_weight": 0.5}})
+    assert full_weights(cfg) == {"clip": 1.0, "image_image": 0.5}
+    assert stage_plan(cfg)[0].weights == full_weights(cfg)
+    assert needs_views(cfg) and not needs_views(TrialConfig())
+    simclr = TrialConfig.from_dict({"schedule": {"kind": "two_stage", "stage1_loss": "simclr"}, "optim": {"epochs": 2}})
+    assert needs_views(simclr)  # stage 1 trains image_image, which reads image views
+    assert {name for name, term in TERMS.items() if term.needs_views} == {"image_image", "text_text"}

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from objective_cases import CASES, B, global_inputs, run_case
 
 from clipsweep.trainers.config import NegativesConfig, ObjectiveConfig, TrialConfig
+from clipsweep.trainers.logit_transforms import TRANSFORMS
 from clipsweep.trainers.objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 from clipsweep.trainers.objectives.arcface import margin_logits
 from clipsweep.trainers.objectives.clusters import pair_log_weights
-from clipsweep.trainers.logit_transforms import TRANSFORMS
 from clipsweep.trainers.objectives.logits import scaled_logits
 
 SCALE = 1 / 0.07

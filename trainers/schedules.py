@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from .config import TrialConfig
+from .objectives import TERMS, full_weights
 
 IMAGE_SIDE = ("image_tower", "image_proj")
 TEXT_SIDE = ("text_tower", "text_proj")
@@ -31,8 +32,7 @@ class Stage:
 
 def stage_plan(cfg: TrialConfig) -> list[Stage]:
     """The stages of `cfg.schedule` over `cfg.optim.epochs` epochs."""
-    full = {"clip": 1.0, "image_image": cfg.unimodal.image_weight, "text_text": cfg.unimodal.text_weight}
-    full = {k: v for k, v in full.items() if v}
+    full = full_weights(cfg)
     everything = IMAGE_SIDE + TEXT_SIDE + ("logit_scale",)
     schedule, epochs = cfg.schedule, cfg.optim.epochs
     if schedule.kind == "joint":
@@ -51,6 +51,11 @@ def stage_plan(cfg: TrialConfig) -> list[Stage]:
         Stage("image", schedule.stage1_epochs, trainable, stage1),
         Stage("realign", rest, TEXT_SIDE + ("logit_scale",), {"clip": 1.0}),
     ]
+
+
+def needs_views(cfg: TrialConfig) -> bool:
+    """Whether any stage trains a term that reads second views (paper C's L_II / L_TT, SimCLR)."""
+    return any(TERMS[name].needs_views for stage in stage_plan(cfg) for name in stage.weights)
 
 
 @dataclass(frozen=True)

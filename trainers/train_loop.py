@@ -38,7 +38,7 @@ from .evaluation.metrics import top_k_scores
 from .evaluation.settings import SuiteSettings
 from .evaluation.suite import LoadedSuite, flatten
 from .models.dual_encoder import DualEncoder
-from .objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
+from .objectives import TERMS, ContrastiveObjective, ObjectiveInputs, WorkerGroup
 from .objectives.clusters import Clustering, cluster_hard_order, kmeans
 from .schedules import Stage, param_groups, reclustering, stage_plan
 from .session import CHECKPOINT_PATH_KEY, RayTrainSession, Session
@@ -271,13 +271,14 @@ class Trial:
         with self.autocast:
             u, v = self.model(batch["image"], batch["input_ids"], batch["attention_mask"])
             inputs = ObjectiveInputs(u.float(), v.float(), labels=batch["label"])
-            if "image_image" in stage.weights:
+            needed = {field_name for name in stage.weights for field_name in TERMS[name].needs}
+            if "image_view" in needed:
                 inputs.image_view = self.model.encode_image(batch["image_view"]).float()
-            if "text_text" in stage.weights:
+            if "text_view" in needed:
                 inputs.text_view = self.model.encode_text(batch["view_input_ids"], batch["view_attention_mask"]).float()
         if self.cfg.negatives.weighting != "none":
             inputs.image_cluster, inputs.text_cluster = self._clusters(batch["id"])
-        if "pseudo_caption" in stage.weights:
+        if "pseudo_text" in needed:
             inputs.pseudo_text, inputs.pseudo_mask = self._pseudo(batch["id"])
         return inputs
 
@@ -446,7 +447,7 @@ def run_loop(settings: LoopSettings, session: Session) -> None:
         if resuming_stage:
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
-        if "pseudo_caption" in stage.weights:
+        if any("pseudo_text" in TERMS[name].needs for name in stage.weights):
             if resuming_stage and saved.get("pseudo"):
                 trial.load_pseudo_state(saved["pseudo"])  # as mined when the stage began
             else:

@@ -35,7 +35,7 @@ class ArcMarginProxies(nn.Module):
         return image @ F.normalize(self.weight, dim=-1).T  # (B, n_classes) cosines
 
 
-@register_term("arcface")
+@register_term("arcface", weight=None, needs=("labels",))
 def arcface(inputs: ObjectiveInputs, ctx: LossContext) -> torch.Tensor:
     """CE over margin logits of image embeddings against the class proxies (needs labels)."""
     labels = require(inputs.labels, "labels", "arcface")
@@ -45,7 +45,7 @@ def arcface(inputs: ObjectiveInputs, ctx: LossContext) -> torch.Tensor:
     return F.cross_entropy(margin_logits(cosine, is_target, schedule.arcface_scale, schedule.arcface_margin), labels)
 
 
-@register_term("pseudo_caption")
+@register_term("pseudo_caption", weight=None, needs=("pseudo_text", "pseudo_mask"))
 def pseudo_caption(inputs: ObjectiveInputs, ctx: LossContext) -> torch.Tensor:
     """L_mc: soft-target CE of each local image against the global batch's pseudo-captions."""
     pseudo = require(inputs.pseudo_text, "pseudo_text", "pseudo_caption")  # (B_local, P, D)

@@ -1,13 +1,16 @@
-"""What every loss term sees, and the registry that names the terms.
+"""What every loss term sees, and the registry of loss terms.
 
-A term is a function of (inputs, context) returning a scalar; the stage plan weights terms by
-name (`clip`, `image_image`, `text_text`, `arcface`, `pseudo_caption`), and each term is logged.
+A term is a function of (inputs, context) returning a scalar, registered with what the rest of
+the code needs to know about it: the config knob that weights it in the full objective (the
+stage plan reads it), and the `ObjectiveInputs` fields it needs (the train loop computes only
+those, and a trial decodes second views only when some term of its plan needs them). Each term
+is logged by its name (`loss/<name>`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -55,19 +58,54 @@ class LossContext:
 
 
 Term = Callable[[ObjectiveInputs, LossContext], torch.Tensor]
-TERMS: dict[str, Term] = {}
+VIEW_INPUTS = ("image_view", "text_view")  # the inputs that make the data loader decode second views
 
 
-def register_term(name: str) -> Callable[[Term], Term]:
-    """Registers a loss term under `name`, the key stage plans weight it by."""
+@dataclass(frozen=True)
+class LossTerm:
+    """A registered term.
+
+    Attributes:
+        name: the key stage plans weight it by, and its metric `loss/<name>`.
+        fn: the term.
+        weight: its weight in the full objective: a number, or the dotted config knob that holds
+            it (`unimodal.image_weight`); None for a term only a schedule's stage places.
+        needs: the optional `ObjectiveInputs` fields it reads.
+    """
+
+    name: str
+    fn: Term
+    weight: float | str | None
+    needs: tuple[str, ...] = ()
+
+    @property
+    def needs_views(self) -> bool:
+        return any(field_name in VIEW_INPUTS for field_name in self.needs)
+
+
+TERMS: dict[str, LossTerm] = {}
+
+
+def register_term(name: str, weight: float | str | None, needs: tuple[str, ...] = ()) -> Callable[[Term], Term]:
+    """Registers a loss term under `name` (see `LossTerm` for `weight` and `needs`)."""
+    unknown = sorted(set(needs) - {f.name for f in fields(ObjectiveInputs)})
+    if unknown:
+        raise ValueError(f"loss term {name!r} needs ObjectiveInputs.{unknown[0]}, which does not exist")
 
     def wrap(fn: Term) -> Term:
         if name in TERMS:
             raise ValueError(f"loss term {name!r} registered twice")
-        TERMS[name] = fn
+        TERMS[name] = LossTerm(name, fn, weight, needs)
         return fn
 
     return wrap
+
+
+def full_weights(cfg: TrialConfig) -> dict[str, float]:
+    """The full objective's non-zero weights, term by term (what a one-stage trial trains)."""
+    flat = cfg.flat()
+    weights = {t.name: flat[t.weight] if isinstance(t.weight, str) else t.weight for t in TERMS.values()}
+    return {name: float(w) for name, w in weights.items() if w}
 
 
 def require(value: torch.Tensor | None, field_name: str, term: str) -> torch.Tensor:

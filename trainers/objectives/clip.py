@@ -92,7 +92,9 @@ class _SymmetricCrossEntropy(torch.autograd.Function):
         return out.mul_(grad / (2 * logits.shape[0]))
 
 
-@register_term("clip")
+# Its cluster inputs are read only under paper B's weighting; the train loop fills them whenever
+# `negatives.weighting` is on, so they are not among its `needs`.
+@register_term("clip", weight=1.0)
 def cross_modal(inputs: ObjectiveInputs, ctx: LossContext) -> torch.Tensor:
     """L_cross: image-text InfoNCE over the global batch, with the configured variants."""
     negatives = ctx.cfg.negatives

@@ -71,7 +71,7 @@ class ContrastiveObjective(nn.Module):
             modules=self.proxies,
             buffers={"image_centroid_cosine": self.image_centroid_cosine, "text_centroid_cosine": self.text_centroid_cosine},
         )
-        terms = {name: TERMS[name](inputs, ctx) for name, weight in weights.items() if weight}
+        terms = {name: TERMS[name].fn(inputs, ctx) for name, weight in weights.items() if weight}
         if not terms:
             raise ValueError(f"weights={weights}: no loss term has a non-zero weight")
         weighted = [value if weights[name] == 1 else weights[name] * value for name, value in terms.items()]

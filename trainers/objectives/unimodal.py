@@ -13,13 +13,13 @@ from .base import LossContext, ObjectiveInputs, register_term, require
 from .clip import symmetric_infonce
 
 
-@register_term("image_image")
+@register_term("image_image", weight="unimodal.image_weight", needs=("image_view",))
 def image_image(inputs: ObjectiveInputs, ctx: LossContext) -> torch.Tensor:
     """L_II: each image against its second augmented view (random resized crop, flip, jitter)."""
     return symmetric_infonce(inputs.image, require(inputs.image_view, "image_view", "image_image"), ctx)
 
 
-@register_term("text_text")
+@register_term("text_text", weight="unimodal.text_weight", needs=("text_view",))
 def text_text(inputs: ObjectiveInputs, ctx: LossContext) -> torch.Tensor:
     """L_TT: each caption against another caption of the item (or a token-dropped copy)."""
     return symmetric_infonce(inputs.text, require(inputs.text_view, "text_view", "text_text"), ctx)
