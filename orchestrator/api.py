@@ -39,29 +39,32 @@ from clipsweep.trainers.evaluation.suite import flatten
 
 from .finalists import Selection, choose_finalists, evaluate_finalists, next_seeds, replicate_configs, with_replicates
 from .importance import param_importances, write_importance
-from .leaderboard import ARTIFACT_DIR, Leaderboard, Scores, load_scores, log_to_runs, rank_scores, save_scores
-from .plots import save_plot, variant_labels
-from .preflight import check_sweep, check_tracking, resource_warnings
-from .report import summary, write_reports
-from .search import SCORE, load_study
-from .spec import SweepSpec
-from .stores import absolute_store
-from .tracking import (
+from .keys import (
+    LEADERBOARD_TAG,
     NOTE_TAG,
     OVERRIDES_TAG,
     PARENT_TAG,
+    PATH_TAG,
     REASON_TAG,
+    REPLICATE_KEY,
     REPLICATE_OF_TAG,
     ROLE_TAG,
+    SCORE,
     SEED_TAG,
     STATUS_TAG,
     TRIAL_ID_TAG,
     TRIAL_TAG,
-    MlflowTracker,
-)  # fmt: skip
+)
+from .leaderboard import ARTIFACT_DIR, Leaderboard, Scores, load_scores, log_to_runs, rank_scores, save_scores
+from .plots import save_plot, variant_labels
+from .preflight import check_sweep, check_tracking, resource_warnings
+from .report import summary, write_reports
+from .search import load_study
+from .spec import SweepSpec
+from .stores import absolute_store
+from .tracking import MlflowTracker  # fmt: skip
 from .trial import TrialData, absolute_path
-from .tune import (
-    REPLICATE_KEY,
+from .tune import (  # fmt: skip
     ResourcePlan,
     build_replicate_tuner,
     build_tuner,
@@ -70,12 +73,10 @@ from .tune import (
     plan_resources,
     restore_tuner,
     start_ray,
-)  # fmt: skip
+)
 
 logger = logging.getLogger(__name__)
 
-PATH_TAG = "clipsweep.path"  # on the parent run: the Tune experiment folder
-LEADERBOARD_TAG = "clipsweep.leaderboard"  # on the parent run, when there was nothing to rank
 RECORD_FILE = "clipsweep_sweep.json"  # in the Tune experiment folder: how to find the sweep again
 
 

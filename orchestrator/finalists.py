@@ -28,10 +28,10 @@ from mlflow.tracking import MlflowClient
 from clipsweep.trainers.evaluation.finalist import evaluate_weights, load_weights
 from clipsweep.trainers.evaluation.metrics import ItemScores
 
+from .keys import REPLICATE_KEY, SEED_FIELD
 from .ranking import Ranking
 from .spec import SweepSpec
 from .trial import TrialData
-from .tune import REPLICATE_KEY, SEED_FIELD
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def plot_importances(importances: pd.Series, path: str) -> str:
 
 def plot_parallel(study: optuna.Study | None, path: str) -> str:
     """One vertical axis per drawn knob and one for the score; one line per trial, coloured by
-    its score; ASHA-stopped trials dashed at their last score; knobs a trial did not draw
+    its score; trials the scheduler stopped dashed at their last score; knobs a trial did not draw
     (conditional) at 'n/a' below the axis."""
     trials = [] if study is None else study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     trials = [t for t in trials if t.value is not None or t.intermediate_values]
@@ -105,7 +105,7 @@ def plot_parallel(study: optuna.Study | None, path: str) -> str:
         for side in ("left", "right", "top"):
             ax.spines[side].set_visible(False)
         complete = sum(t.state == TrialState.COMPLETE for t in trials)
-        ax.set_title(f"Knobs against the score: {complete} completed (solid), {len(trials) - complete} stopped by ASHA (dashed)",
+        ax.set_title(f"Knobs against the score: {complete} completed (solid), {len(trials) - complete} stopped early by the scheduler (dashed)",
                      loc="left", fontsize=10)  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=120)

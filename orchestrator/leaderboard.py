@@ -33,10 +33,11 @@ from clipsweep.trainers.evaluation.metrics import ItemScores
 from clipsweep.trainers.evaluation.suite import flatten
 
 from .finalists import Finalist, Selection
+from .keys import PAIRING_TAG, VERDICT_TAG
 from .progress import describe_overrides
 from .ranking import Ranking, rank_variants
-from .spec import LeaderboardSettings
-from .tracking import PAIRING_TAG, VERDICT_TAG, metric_key, rounded
+from .sections import LeaderboardSettings
+from .tracking import metric_key, rounded
 
 ARTIFACT_DIR = "leaderboard"
 SCORES_FILE, FINALISTS_FILE = "scores.npz", "finalists.json"

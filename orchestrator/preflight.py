@@ -11,8 +11,11 @@ from urllib.parse import urlparse
 import fsspec
 import ray
 
-from .spec import Param, SpecError, SweepSpec, skeletons
+from .space import Param
+from .space_liveness import skeletons
+from .spec import SweepSpec
 from .trial import TrialData, check_trial, data_from_doc
+from .yaml_docs import SpecError
 
 # Schemes Ray reaches through pyarrow's own filesystems (no fsspec package needed).
 _PYARROW_MODULES = {"s3": "pyarrow._s3fs", "gs": "pyarrow._gcsfs", "gcs": "pyarrow._gcsfs", "hdfs": "pyarrow._hdfs"}

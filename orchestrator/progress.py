@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from .search import SCORE, overrides_of
+from .keys import SCORE
+from .search import overrides_of
 from .spec import SweepSpec
 from .tune import end_status, trial_label
 
@@ -52,6 +53,7 @@ class SweepProgress(tune.Callback):
             "name": trial_label(trial), "epoch": 0,
             "what": describe_overrides(overrides, width=60 if self.live is not None else 1000),  # a log line: all of it
             "score": math.nan, "status": "running", "planned": self.spec.config_for(overrides).optim.epochs,
+            "overrides": overrides,
         }  # fmt: skip
         self._show(trial.trial_id)
 
@@ -65,7 +67,7 @@ class SweepProgress(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         row = self.rows.get(trial.trial_id)
         if row is not None:
-            row["status"] = end_status(row["epoch"], row["planned"])
+            row["status"] = end_status(self.spec, row["overrides"], row["epoch"])
             self._show(trial.trial_id)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

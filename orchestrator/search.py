@@ -29,12 +29,12 @@ from ray.tune.search import Searcher
 
 from clipsweep.trainers.schedules import stage_plan
 
-from .spec import Param, SweepSpec, skeletons
+from .keys import FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE
+from .searchers import ALGORITHMS
+from .space import Param
+from .space_liveness import skeletons
+from .spec import SweepSpec
 from .trial import absolute_path
-
-SCORE = "score"  # cheap-tier mean primary metric, every epoch (what a person reads)
-FINAL_STAGE_SCORE = "final_stage_score"  # the same in final-stage epochs (NaN before): what ASHA and Optuna see
-FINAL_STAGE_EPOCH = "final_stage_epoch"  # epochs into the final stage: ASHA's clock and Optuna's step
 
 
 def distribution(p: Param) -> BaseDistribution:
@@ -111,11 +111,10 @@ class StudySearcher(Searcher):
         self.steps: dict[str, dict[int, float]] = {}  # trial id -> final-stage epoch -> score
         self.told: set[str] = set()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        algorithm, seed = spec.search.algorithm, spec.search.seed
-        sampler = optuna.samplers.TPESampler(seed=seed) if algorithm == "tpe" else optuna.samplers.RandomSampler(seed=seed)
-        self.study = optuna.create_study(direction="maximize", sampler=sampler)
+        algorithm = ALGORITHMS[spec.search.algorithm]
+        self.study = optuna.create_study(direction="maximize", sampler=algorithm.sampler(spec.search.seed))
         self.grid_left = 0
-        if algorithm == "grid":  # every combination of the choices, conditions included, in order
+        if algorithm.enumerates:  # every combination of the choices, conditions included, in order
             for chosen, drawn in skeletons(spec):
                 self.study.enqueue_trial({name: chosen[name] for name in drawn})
                 self.grid_left += 1
@@ -124,7 +123,7 @@ class StudySearcher(Searcher):
         if len(self.configs) < len(self.fixed):
             self.configs[trial_id] = dict(self.fixed[len(self.configs)])
             return dict(self.configs[trial_id])
-        if self.spec.search.algorithm == "grid":
+        if ALGORITHMS[self.spec.search.algorithm].enumerates:
             if self.grid_left == 0:
                 return Searcher.FINISHED
             self.grid_left -= 1
@@ -180,9 +179,9 @@ class StudySearcher(Searcher):
         return TrialState.PRUNED, None  # Optuna keeps the last intermediate value as its value
 
     def _full_fidelity(self, trial_id: str) -> int:
-        """Final-stage epochs at which a trial counts as finished: all of them, or ASHA's max_t."""
-        final_stage = stage_plan(self.spec.config_for(overrides_of(self.configs[trial_id])))[-1].epochs
-        return final_stage if self.spec.scheduler.name == "none" else min(final_stage, self.spec.max_t)
+        """Final-stage epochs at which a trial counts as complete (`SweepSpec.full_fidelity`)."""
+        cfg = self.spec.config_for(overrides_of(self.configs[trial_id]))
+        return self.spec.full_fidelity(cfg) - (cfg.optim.epochs - stage_plan(cfg)[-1].epochs)
 
     # Tune checkpoints the searcher with these (a resumed sweep continues the same study).
     def save(self, checkpoint_path: str) -> None:

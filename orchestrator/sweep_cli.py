@@ -30,7 +30,7 @@ DEFAULT_SPACE = "search_spaces/default.yaml"
 
 
 def add_sweep_commands(subparsers: argparse._SubParsersAction) -> None:
-    run = subparsers.add_parser("run", help="run a sweep: Ray Tune (Optuna + ASHA) over Ray Train trials, tracked in MLflow")
+    run = subparsers.add_parser("run", help="run a sweep: Ray Tune (Optuna, and ASHA unless scheduler.name is none) over Ray Train trials, tracked in MLflow")
     run.add_argument("space", nargs="?", help=f"sweep spec YAML (default {DEFAULT_SPACE})")
     run.add_argument("--storage", help="override storage_path (a local folder or any fsspec URI)")
     run.add_argument("--tracking-uri", help="override mlflow.tracking_uri (sqlite:///FILE or http://SERVER)")
@@ -98,7 +98,10 @@ def run_command(args: argparse.Namespace, console: Console) -> None:
         spec = load_spec(args)
         sweep = Sweep(spec)
     console.print(f"[bold]{spec.name}[/bold] ({spec.source})")  # the plan follows once Ray is up
-    console.print(f"searching {', '.join(p.field for p in spec.params)}; ASHA on {spec.suite.name}/{spec.suite.tier}")
+    console.print(
+        f"searching {', '.join(p.field for p in spec.params)} with {spec.search.algorithm}; "
+        f"{spec.scheduler.describe(spec.baseline.optim.epochs)}; scored on {spec.suite.name}/{spec.suite.tier}"
+    )
     if note := spec.suite.skipped_note():
         console.print(note)
     progress = SweepProgress(spec, console)

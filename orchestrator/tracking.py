@@ -26,30 +26,37 @@ from ray.tune.experiment import Trial
 
 from clipsweep.trainers.session import CHECKPOINT_PATH_KEY
 
-from .search import FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, SCORE, overrides_of
+from .keys import (
+    BEST_CHECKPOINT_TAG,
+    DRIVER_NODE,
+    DRIVER_NODE_TAG,
+    FINAL_STAGE_EPOCH,
+    FINAL_STAGE_SCORE,
+    NODES_TAG,
+    NOTE_TAG,
+    OVERRIDES_TAG,
+    PARENT_TAG,
+    REASON_TAG,
+    REPLICATE_KEY,
+    REPLICATE_OF_TAG,
+    ROLE_TAG,
+    RUN_NAME_TAG,
+    SCORE,
+    SEED_TAG,
+    STATUS_TAG,
+    SWEEP_TAG,
+    TRAIN_NODES,
+    TRIAL_ID_TAG,
+    TRIAL_TAG,
+)
+from .schedulers import scheduler_doc
+from .search import overrides_of
 from .spec import SweepSpec
 from .stores import experiment_id
-from .tune import DRIVER_NODE, REPLICATE_KEY, TRAIN_NODES, end_status, trial_label
+from .tune import end_status, trial_label
 
 logger = logging.getLogger(__name__)
 
-STATUS_TAG = "clipsweep.status"  # completed | stopped_early | failed | killed
-VERDICT_TAG = "clipsweep.verdict"  # on a ranked run: its variant's aggregate verdict against the reference
-PAIRING_TAG = "clipsweep.pairing"  # paired | unpaired | items only
-ROLE_TAG = "clipsweep.role"  # baseline | search
-REASON_TAG = "clipsweep.failure_reason"
-TRIAL_ID_TAG = "clipsweep.trial_id"
-TRIAL_TAG = "clipsweep.trial"  # the trial's name (`trial-01-point`); the run name may carry a suffix
-SWEEP_TAG = "clipsweep.sweep"
-PARENT_TAG = "mlflow.parentRunId"
-OVERRIDES_TAG = "clipsweep.overrides"  # JSON {dotted field: value}: what differs from the baseline
-NODES_TAG = "clipsweep.train_nodes"  # Ray node ids the trial's Train workers ran on
-DRIVER_NODE_TAG = "clipsweep.driver_node"  # Ray node id of the trial's driver
-BEST_CHECKPOINT_TAG = "clipsweep.best_checkpoint"  # storage path of the best-scoring epoch's checkpoint
-SEED_TAG = "clipsweep.seed"  # the run's optim.seed
-RUN_NAME_TAG = "mlflow.runName"
-NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
-REPLICATE_OF_TAG = "clipsweep.replicate_of"  # on a seed replicate: the finalist (child run name) it repeats
 
 # Keys Tune adds to every result: bookkeeping, not metrics of the trial.
 _TUNE_KEYS = {
@@ -127,11 +134,13 @@ class MlflowTracker(tune.Callback):
         params.update({"search.algorithm": spec.search.algorithm, "search.num_samples": spec.search.num_samples,
                        "search.seed": spec.search.seed, "leaderboard.seeds": spec.leaderboard.describe_seeds(),
                        "leaderboard.margin_pts": spec.leaderboard.margin_pts,
-                       "leaderboard.finalists": spec.leaderboard.finalists, "scheduler.name": spec.scheduler.name,
-                       "scheduler.grace_period": spec.scheduler.grace_period,
-                       "scheduler.reduction_factor": spec.scheduler.reduction_factor, "scheduler.max_t": spec.max_t,
+                       "leaderboard.finalists": spec.leaderboard.finalists,
                        "suite": f"{spec.suite.name}/{spec.suite.tier}",
                        "failure_config.max_failures": spec.failure_config.max_failures})  # fmt: skip
+        # The active scheduler's own settings only (`scheduler: {name: none}` has none).
+        params.update({f"scheduler.{k}": v for k, v in scheduler_doc(spec.scheduler).items()})
+        if spec.scheduler.name != "none":
+            params["scheduler.max_t"] = spec.max_t
         try:
             self._log_params(parent.info.run_id, params)
             self.client.log_dict(parent.info.run_id, spec.search_space_dict(), "search_space.json")
@@ -240,7 +249,7 @@ class MlflowTracker(tune.Callback):
         if run_id is None or trial.trial_id not in self.open:
             return
         epochs = int((trial.last_result or {}).get("epoch", 0))
-        status = end_status(epochs, self.planned[trial.trial_id])
+        status = end_status(self.spec, overrides_of(trial.config), epochs)
         tags = [RunTag(STATUS_TAG, status), RunTag("clipsweep.epochs_run", str(epochs))]
         if FINAL_STAGE_SCORE in (trial.last_result or {}):
             tags.append(RunTag("clipsweep.final_score", f"{trial.last_result[FINAL_STAGE_SCORE]:.6f}"))

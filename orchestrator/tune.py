@@ -1,4 +1,4 @@
-"""Ray Tune over Ray Train trials: the study searcher picks configs, ASHA stops losers early.
+"""Ray Tune over Ray Train trials: the trainable, the replicates' searcher, and the Tuners of a sweep.
 
 The Ray Train V2 pattern: each Tune trial is a function trainable that builds and fits the
 trial's TorchTrainer (through `run_trial`, as `clipsweep train` does); a callback in the Train
@@ -22,21 +22,17 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from clipsweep.trainers import startup
 from clipsweep.trainers.schedules import stage_plan
 from clipsweep.trainers.train_loop import NODE_KEY
 
-from .search import FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, SCORE, StudySearcher, overrides_of
+from .keys import DRIVER_NODE, FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, REPLICATE_KEY, SCORE, SEED_FIELD, TRAIN_NODES
+from .search import StudySearcher, overrides_of
 from .spec import SweepSpec
 from .trial import TrialData, absolute_path, run_trial, run_trial_in_actor
 
-TRAIN_NODES = "train_nodes"  # comma-separated Ray node ids of the epoch's Train workers
-DRIVER_NODE = "driver_node"  # Ray node id of the trial's driver (the Tune trainable)
-SEED_FIELD = "optim.seed"  # what a seed replicate's config sets
-REPLICATE_KEY = "replicate_of"  # in a replicate's Tune config: the finalist it repeats
 STATE_SNAPSHOT_S = 1  # the most seconds of Tune's bookkeeping a lost head can lose
 DATA_CPUS = 2  # logical CPUs kept free for Ray Data's decode tasks (with none, no epoch starts)
 
@@ -158,9 +154,10 @@ def trial_label(trial: Any) -> str:
     return f"trial-{number:02d}-{trial.config.get('role', 'search')}"
 
 
-def end_status(epochs_run: int, planned: int) -> str:
-    """How a trial that ended without error ended: all its epochs, or stopped by ASHA."""
-    return "completed" if epochs_run >= planned else "stopped_early"
+def end_status(spec: SweepSpec, overrides: dict[str, Any], epochs_run: int) -> str:
+    """How a trial that ended without error ended: completed (`SweepSpec.full_fidelity`), or
+    stopped early by the scheduler."""
+    return "completed" if epochs_run >= spec.full_fidelity(spec.config_for(overrides)) else "stopped_early"
 
 
 def tune_result(ranks: list[dict[str, Any]], final_stage_start: int, driver_node: str) -> dict[str, Any]:
@@ -200,19 +197,6 @@ class ScoreReport(TuneReportCallback):
         super().after_report(run_context, [first, *metrics[1:]], checkpoint)
 
 
-class SparingBaselineAsha(ASHAScheduler):
-    """ASHA that never stops the baseline early: it is the reference every leaderboard entry is
-    normalised against, so it trains all its epochs. Its results still fill the rungs that the
-    other trials are compared at."""
-
-    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        decision = super().on_trial_result(tune_controller, trial, result)
-        at_end = result.get(self._time_attr, 0) >= self._max_t
-        if trial.config.get("role") == "baseline" and not at_end:
-            return TrialScheduler.CONTINUE
-        return decision
-
-
 def train_trial(config: dict[str, Any], spec: SweepSpec, data: TrialData, train_storage: str) -> None:
     """The Tune function trainable: the trial's config trained in this actor (one worker,
     `resources.in_trial_actor`) or by a TorchTrainer; either way its checkpoints go to
@@ -249,20 +233,6 @@ def train_trial(config: dict[str, Any], spec: SweepSpec, data: TrialData, train_
     )
 
 
-def build_scheduler(spec: SweepSpec) -> TrialScheduler | None:
-    """The spec's scheduler by name, as Ray's `create_scheduler` names them (None: FIFO)."""
-    if spec.scheduler.name == "none":
-        return None
-    return SparingBaselineAsha(
-        time_attr=FINAL_STAGE_EPOCH,
-        metric=FINAL_STAGE_SCORE,
-        mode="max",
-        max_t=spec.max_t,
-        grace_period=spec.scheduler.grace_period,
-        reduction_factor=spec.scheduler.reduction_factor,
-    )
-
-
 def build_tuner(
     spec: SweepSpec, data: TrialData, plan: ResourcePlan, experiment: str, callbacks: list[tune.Callback]
 ) -> tune.Tuner:
@@ -272,7 +242,7 @@ def build_tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=StudySearcher(spec),
-            scheduler=build_scheduler(spec),
+            scheduler=spec.scheduler.build(spec.baseline.optim.epochs),
             num_samples=spec.search.num_samples,
             max_concurrent_trials=plan.max_concurrent,
             reuse_actors=spec.resources.in_trial_actor,  # torch stays imported for the next trial

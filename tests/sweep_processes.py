@@ -14,7 +14,7 @@ import yaml
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from clipsweep.orchestrator.tracking import PARENT_TAG, ROLE_TAG
+from clipsweep.orchestrator.keys import PARENT_TAG, ROLE_TAG
 from clipsweep.trainers.data.synthetic import SyntheticCorpus
 
 
@@ -112,3 +112,4 @@ def alive(pids: set[int]) -> set[int]:
         except OSError:
             pass
     return living
+

@@ -23,7 +23,7 @@ from specs import spec_doc
 
 from clipsweep import Sweep
 from clipsweep.orchestrator import cli
-from clipsweep.orchestrator.tracking import REASON_TAG, ROLE_TAG, STATUS_TAG
+from clipsweep.orchestrator.keys import REASON_TAG, ROLE_TAG, STATUS_TAG
 from clipsweep.trainers.data.synthetic import SyntheticCorpus
 from clipsweep.trainers.evaluation.datasets import DATASETS
 
@@ -116,6 +116,8 @@ CASES = [
     Case("point-field-typo", SPEC, ("points_to_evaluate[0]: unknown field objective.temprature", "did you mean objective.temperature"),
          spec={"points_to_evaluate": [{"objective.temprature": 0.05}]}),
     Case("grace-above-max-t", SPEC, ("scheduler.grace_period=5", "allowed: 1 to max_t=2"), spec={"scheduler": {"grace_period": 5}}),
+    Case("setting-of-no-scheduler", SPEC, ("scheduler.grace_period=2 acts on nothing under scheduler.name='none'", "(a setting of asha)"),
+         spec={"scheduler": {"name": "none", "grace_period": 2}}),
     Case("mlflow-no-server", SPEC, ("mlflow.tracking_uri='http://127.0.0.1:9'", "no MLflow server answers"),
          spec={"mlflow": {"tracking_uri": "http://127.0.0.1:9"}}),
     Case("data-train-missing", SPEC, ("data.train=", "{tmp}/nowhere", "does not exist"), spec={"data": {"train": "{tmp}/nowhere"}}),
@@ -287,3 +289,4 @@ def test_a_sweep_that_fails_after_its_parent_run_exists_leaves_nothing_running(s
     assert parent.info.status == "FAILED"
     assert parent.data.tags[STATUS_TAG] == "failed" and "disk the user's callback" in parent.data.tags[REASON_TAG]
     assert by_role["baseline"].info.status == "KILLED"
+

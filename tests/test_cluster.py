@@ -26,7 +26,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sweep_processes import clean_env, sweep_runs, wait_for, write_space
 
-from clipsweep.orchestrator.tracking import DRIVER_NODE_TAG, NODES_TAG, STATUS_TAG
+from clipsweep.orchestrator.keys import DRIVER_NODE_TAG, NODES_TAG, STATUS_TAG
 
 BIN = Path(sys.executable).parent
 
@@ -135,3 +135,4 @@ def test_a_ray_job_sweep_on_two_nodes_records_everything_in_the_mlflow_server(tw
     assert (tmp_path / "mlflow-artifacts").is_dir()  # artifacts went through the server, to its destination
     (experiment,) = [p for p in storage.iterdir() if p.is_dir()]
     assert {"clipsweep_sweep.json", "leaderboard", "train"} <= set(os.listdir(experiment))
+

@@ -18,8 +18,8 @@ from sweep_processes import alive, descendants, start_clipsweep, sweep_runs, wai
 
 from clipsweep import SweepResult
 from clipsweep.orchestrator.api import sigterm_as_sigint
+from clipsweep.orchestrator.keys import NODES_TAG, STATUS_TAG
 from clipsweep.orchestrator.search import load_study
-from clipsweep.orchestrator.tracking import NODES_TAG, STATUS_TAG
 
 
 def _steps(client: MlflowClient, run_id: str) -> list[int]:
@@ -113,6 +113,8 @@ def test_a_sweep_survives_a_dead_worker_a_dead_driver_and_ctrl_c(small_corpus, t
     for name in ("first.log", "second.log", "third.log"):  # the raylet's warnings stay in Ray's logs
         text = (tmp_path / name).read_text()
         assert "(raylet)" not in text and "performance bottleneck" not in text, name
+        assert "asha" not in text.lower(), name  # `scheduler: {name: none}`: no ASHA anywhere
+    assert "no scheduler" in (tmp_path / "first.log").read_text()
 
     parents, children = sweep_runs(uri, "it-lifecycle")
     assert len(parents) == 1 and (parents[0].info.status, parents[0].data.tags[STATUS_TAG]) == ("FINISHED", "completed")
@@ -125,6 +127,10 @@ def test_a_sweep_survives_a_dead_worker_a_dead_driver_and_ctrl_c(small_corpus, t
         # training went on from the last checkpoint instead of starting again.
         assert _steps(client, run.info.run_id) == [1, 2, 3], name
         assert run.data.tags[NODES_TAG]
+    for run in [*parents, *children]:  # what MLflow records of the sweep never mentions ASHA either
+        records = {**run.data.params, **run.data.tags}
+        assert not [k for k, v in records.items() if "asha" in f"{k}={v}".lower()], run.info.run_name
+    assert parents[0].data.params["scheduler.name"] == "none" and "scheduler.grace_period" not in parents[0].data.params
     result = SweepResult.load(str(tmp_path / "results"))
     assert result.status() == "completed"
     scores = {m.step: m.value for m in client.get_metric_history(trial_1_run, "score")}

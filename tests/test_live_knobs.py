@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from clipsweep.orchestrator.search import StudySearcher
-from clipsweep.orchestrator.spec import Param, SweepSpec
+from clipsweep.orchestrator.space import Param
+from clipsweep.orchestrator.spec import SweepSpec
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 from clipsweep.trainers.objectives.clusters import Clustering

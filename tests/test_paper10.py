@@ -208,7 +208,8 @@ def test_a_trial_scores_the_configured_paper10_datasets_each_epoch(tmp_path, sma
 
 def test_a_paper10_sweep_spec_is_checked_before_ray(tmp_path, small_corpus, fixtures, capsys):
     from clipsweep.orchestrator.preflight import check_sweep
-    from clipsweep.orchestrator.spec import SpecError, SweepSpec
+    from clipsweep.orchestrator.spec import SweepSpec
+    from clipsweep.orchestrator.yaml_docs import SpecError
 
     def doc(roots):
         return {

@@ -25,7 +25,8 @@ from clipsweep.orchestrator.ranking import (
     resampled_metrics,
 )
 from clipsweep.orchestrator.report import console_table, summary, write_reports
-from clipsweep.orchestrator.spec import LeaderboardSettings, SweepSpec
+from clipsweep.orchestrator.sections import LeaderboardSettings
+from clipsweep.orchestrator.spec import SweepSpec
 from clipsweep.trainers.evaluation.metrics import ItemScores, mean_per_class_recall, retrieval
 
 BENCHMARKS = [f"b{i}" for i in range(10)]

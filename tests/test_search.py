@@ -15,17 +15,10 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
 from clipsweep.orchestrator.importance import param_importances, write_importance
-from clipsweep.orchestrator.search import (
-    FINAL_STAGE_EPOCH,
-    FINAL_STAGE_SCORE,
-    SCORE,
-    DefineSpace,
-    StudySearcher,
-    drawn_params,
-    load_study,
-)  # fmt: skip
+from clipsweep.orchestrator.keys import FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, SCORE
+from clipsweep.orchestrator.search import DefineSpace, StudySearcher, drawn_params, load_study  # fmt: skip
 from clipsweep.orchestrator.spec import SweepSpec
-from clipsweep.orchestrator.tune import SparingBaselineAsha, build_scheduler
+from clipsweep.orchestrator.schedulers import SparingBaselineAsha
 
 
 def _spec(**sections) -> SweepSpec:
@@ -173,6 +166,10 @@ def test_define_space_draws_a_conditional_field_only_where_its_condition_holds()
         assert list(drawn)[0] == "objective.logit_transform"  # spec order: the condition is drawn first
     assert {d["objective.logit_transform"] for d in draws} == {"identity", "sine"}
     assert pickle.loads(pickle.dumps(space)).params == space.params  # Tune pickles the searcher
+
+
+def build_scheduler(spec: SweepSpec):
+    return spec.scheduler.build(spec.baseline.optim.epochs)
 
 
 def test_asha_stops_a_trailing_search_trial_but_never_the_baseline():

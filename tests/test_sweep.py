@@ -29,9 +29,7 @@ from optuna.trial import TrialState
 
 from clipsweep import Sweep, SweepResult
 from clipsweep.orchestrator.cli import main
-from clipsweep.orchestrator.search import load_study
-from clipsweep.orchestrator.sweep_cli import ranked_table
-from clipsweep.orchestrator.tracking import (
+from clipsweep.orchestrator.keys import (
     OVERRIDES_TAG,
     PARENT_TAG,
     REASON_TAG,
@@ -40,7 +38,11 @@ from clipsweep.orchestrator.tracking import (
     SEED_TAG,
     STATUS_TAG,
     TRIAL_TAG,
-)  # fmt: skip
+)
+from clipsweep.orchestrator.search import load_study
+from clipsweep.orchestrator.sweep_cli import ranked_table
+
+  # fmt: skip
 
 pytestmark = pytest.mark.usefixtures("ray_local")  # integration: see conftest.py
 

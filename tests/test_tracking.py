@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from clipsweep.orchestrator.search import SCORE
+from clipsweep.orchestrator.keys import PARENT_TAG, SCORE, STATUS_TAG
 from clipsweep.orchestrator.spec import SweepSpec
-from clipsweep.orchestrator.tracking import PARENT_TAG, STATUS_TAG, MlflowTracker
+from clipsweep.orchestrator.tracking import MlflowTracker
 
 
 def _spec(tmp_path) -> SweepSpec:
