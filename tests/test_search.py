@@ -16,9 +16,9 @@ from ray.tune.schedulers import TrialScheduler
 
 from clipsweep.orchestrator.importance import param_importances, write_importance
 from clipsweep.orchestrator.keys import FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, SCORE
+from clipsweep.orchestrator.schedulers import SparingBaselineAsha
 from clipsweep.orchestrator.search import DefineSpace, StudySearcher, drawn_params, load_study  # fmt: skip
 from clipsweep.orchestrator.spec import SweepSpec
-from clipsweep.orchestrator.schedulers import SparingBaselineAsha
 
 
 def _spec(**sections) -> SweepSpec:
