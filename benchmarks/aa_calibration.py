@@ -41,7 +41,8 @@ from rich.console import Console
 from rich.table import Table
 
 from clipsweep.orchestrator.ranking import BootstrapSettings, rank_variants
-from clipsweep.orchestrator.trial import TrialData, data_from_doc, run_trial_in_actor
+from clipsweep.orchestrator.trial import run_trial_in_actor
+from clipsweep.orchestrator.trial_data import TrialData, data_from_doc
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.finalist import evaluate_weights, load_weights
 from clipsweep.trainers.evaluation.metrics import ItemScores

@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import adjusted_rand_score
 
-from clipsweep.orchestrator.trial import TrialData, run_trial
+from clipsweep.orchestrator.trial import run_trial
+from clipsweep.orchestrator.trial_data import TrialData
 from clipsweep.trainers.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.data.shards import resolve_shards

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clipsweep import Sweep
-from clipsweep.orchestrator.api import compute_note
+from clipsweep.orchestrator.results import compute_note
 
 SPEC = os.path.join(os.path.dirname(__file__), "..", "search_spaces", "findings.yaml")
 

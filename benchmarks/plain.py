@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import torch
 
-from clipsweep.orchestrator.trial import TrialData
+from clipsweep.orchestrator.trial_data import TrialData
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.data.loading import Preprocess, to_torch
 from clipsweep.trainers.data.shards import resolve_shards

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clipsweep import Sweep
-from clipsweep.orchestrator.trial import TrialData
+from clipsweep.orchestrator.trial_data import TrialData
 
 
 def space_doc(n: int, trials: int, epochs: int, folder: str) -> dict:

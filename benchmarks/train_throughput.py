@@ -28,7 +28,9 @@ from ray.train.torch import TorchTrainer
 from rich.console import Console
 from rich.table import Table
 
-from clipsweep.orchestrator.trial import TrialData, ensure_ray, epoch_history, run_trial, run_trial_in_actor
+from clipsweep.orchestrator.ray_start import local_cpus, start_ray
+from clipsweep.orchestrator.trial import epoch_history, run_trial, run_trial_in_actor
+from clipsweep.orchestrator.trial_data import TrialData
 from clipsweep.trainers.config import TrialConfig
 
 
@@ -73,7 +75,7 @@ def main() -> None:
         torch.set_num_threads(cores)
         baseline = plain_loop(cfg, data, args.epochs)
         rows = [("plain PyTorch loop, data in memory", cores, baseline)]
-        ensure_ray(1, cores)
+        start_ray(local_cpus(cores), quiet=False)
         ray.cloudpickle.register_pickle_by_value(plain)  # Ray's workers cannot import this folder's modules
         # The same plain loop as a Ray task: what Ray's own processes (raylet, GCS, dashboard)
         # and a worker's niceness cost before any Train or Data machinery runs.

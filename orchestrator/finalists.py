@@ -31,7 +31,8 @@ from clipsweep.trainers.evaluation.metrics import ItemScores
 from .keys import REPLICATE_KEY, SEED_FIELD
 from .ranking import Ranking
 from .spec import SweepSpec
-from .trial import TrialData
+from .stores import download
+from .trial_data import TrialData
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def evaluate_finalists(
     pending: dict[Any, Finalist] = {}
     for finalist in finalists:
         with tempfile.TemporaryDirectory() as directory:
-            weights = load_weights(client.download_artifacts(finalist.run_id, "checkpoint", directory))
+            weights = load_weights(download(client, finalist.run_id, "checkpoint", directory))
         cfg = spec.config_for(finalist.overrides)
         tokenizer_dir = cfg.model.tokenizer_dir(data.tokenizer_dir)
         pending[task.remote(cfg.to_dict(), weights, suite, tokenizer_dir, "full")] = finalist

@@ -37,6 +37,7 @@ from .keys import PAIRING_TAG, VERDICT_TAG
 from .progress import describe_overrides
 from .ranking import Ranking, rank_variants
 from .sections import LeaderboardSettings
+from .stores import download
 from .tracking import metric_key, rounded
 
 ARTIFACT_DIR = "leaderboard"
@@ -145,7 +146,7 @@ def load_scores(client: MlflowClient, parent_id: str) -> tuple[Selection, Scores
     if f"{ARTIFACT_DIR}/{SCORES_FILE}" not in stored:
         return None
     with tempfile.TemporaryDirectory() as directory:
-        folder = client.download_artifacts(parent_id, ARTIFACT_DIR, directory)
+        folder = download(client, parent_id, ARTIFACT_DIR, directory)
         with open(os.path.join(folder, FINALISTS_FILE)) as f:
             doc = json.load(f)
         with open(os.path.join(folder, SCORES_FILE), "rb") as f:

@@ -14,7 +14,7 @@ import ray
 from .space import Param
 from .space_liveness import skeletons
 from .spec import SweepSpec
-from .trial import TrialData, check_trial, data_from_doc
+from .trial_data import TrialData, check_trial, data_from_doc
 from .yaml_docs import SpecError
 
 # Schemes Ray reaches through pyarrow's own filesystems (no fsspec package needed).

@@ -34,7 +34,7 @@ from .searchers import ALGORITHMS
 from .space import Param
 from .space_liveness import skeletons
 from .spec import SweepSpec
-from .trial import absolute_path
+from .trial_data import absolute_path
 
 
 def distribution(p: Param) -> BaseDistribution:

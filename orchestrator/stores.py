@@ -2,7 +2,7 @@
 
 MLflow resolves a relative `sqlite:///mlruns.db` against the working folder, and an experiment
 created without `artifact_location` against it too (`./mlruns`), at the moment it is created. A
-sweep runs from the temp folder (see `api.steady_cwd`), so both are fixed here, before: the store
+sweep runs from the temp folder (see `sweep.steady_cwd`), so both are fixed here, before: the store
 path is made absolute, and a local SQLite store's experiments keep their artifacts in
 `mlartifacts/` beside the database file (the folder name `mlflow server` uses by default). A
 server (`http://`, `https://`) keeps its own artifact root.
@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 ARTIFACTS_FOLDER = "mlartifacts"
 _SQLITE = "sqlite:///"
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 logger = logging.getLogger(__name__)
 
@@ -65,3 +66,17 @@ def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
             location,
         )
     return found.experiment_id
+
+
+def download(client: MlflowClient, run_id: str, path: str, dst_path: str | None = None) -> str:
+    """A run's artifact on local disk, without MLflow's progress bar (one bar per call, printed
+    to the user's console even for a local file)."""
+    before = os.environ.get(_PROGRESS_BAR)
+    os.environ[_PROGRESS_BAR] = "false"
+    try:
+        return client.download_artifacts(run_id, path, dst_path)
+    finally:
+        if before is None:
+            del os.environ[_PROGRESS_BAR]
+        else:
+            os.environ[_PROGRESS_BAR] = before

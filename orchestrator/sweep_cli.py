@@ -17,12 +17,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .api import Sweep, SweepResult
 from .leaderboard import ARTIFACT_DIR
 from .preflight import check_sweep, resource_warnings
 from .progress import SweepProgress, describe_overrides
 from .report import console_table
+from .results import SweepResult
 from .spec import SweepSpec
+from .sweep import Sweep
 
 # The demo space lives in the repository (next to `orchestrator/`); from another working
 # directory an editable install still finds it there.

@@ -23,9 +23,11 @@ from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation import paper10, synthetic10
 from clipsweep.trainers.evaluation.settings import SuiteSettings
 
+from .epoch_output import EpochWatcher
 from .preflight import check_storage
 from .spec import trial_config
-from .trial import EpochWatcher, TrialData, absolute_path, check_resume, data_from_doc, epoch_history, run_trial
+from .trial import epoch_history, run_trial
+from .trial_data import TrialData, absolute_path, check_resume, data_from_doc
 from .yaml_docs import SpecError, read_yaml, reject_nonfinite, reject_unknown
 
 DEFAULT_STORAGE = "~/ray_results"  # Ray Train's own default

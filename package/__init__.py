@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 _API = {
-    "Sweep": "clipsweep.orchestrator.api",
-    "SweepResult": "clipsweep.orchestrator.api",
+    "Sweep": "clipsweep.orchestrator.sweep",
+    "SweepResult": "clipsweep.orchestrator.results",
     "SweepSpec": "clipsweep.orchestrator.spec",
-    "SpecError": "clipsweep.orchestrator.spec",
+    "SpecError": "clipsweep.orchestrator.yaml_docs",
     "TrialConfig": "clipsweep.trainers.config",
 }
 __all__ = sorted(_API)

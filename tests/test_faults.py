@@ -17,9 +17,9 @@ from optuna.trial import TrialState
 from sweep_processes import alive, descendants, start_clipsweep, sweep_runs, wait_for, write_space
 
 from clipsweep import SweepResult
-from clipsweep.orchestrator.api import sigterm_as_sigint
 from clipsweep.orchestrator.keys import NODES_TAG, STATUS_TAG
 from clipsweep.orchestrator.search import load_study
+from clipsweep.orchestrator.sweep import sigterm_as_sigint
 
 
 def _steps(client: MlflowClient, run_id: str) -> list[int]:

@@ -214,7 +214,7 @@ def test_small_training_sets_are_decoded_once_and_augmented_by_the_consumer(smal
 def test_the_shared_decoded_set_is_keyed_by_everything_that_changes_its_content(small_corpus, tmp_path):
     import shutil
 
-    from clipsweep.orchestrator.trial import decode_key
+    from clipsweep.orchestrator.trial_data import decode_key
     from clipsweep.trainers.data.shards import resolve_shards
 
     train, tokenizer = str(tmp_path / "train"), str(tmp_path / "tokenizer")

@@ -39,7 +39,7 @@ def test_public_api_loads_lazily():
 
     code = "import sys, clipsweep; assert 'ray.tune' not in sys.modules; from clipsweep import Sweep, SweepResult; print(Sweep.__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "clipsweep.orchestrator.api"
+    assert out.strip() == "clipsweep.orchestrator.sweep"
     with pytest.raises(AttributeError, match="no attribute 'Sweeep'"):
         clipsweep.Sweeep  # noqa: B018
 
@@ -49,15 +49,41 @@ def test_module_imports(module):
     importlib.import_module(module)
 
 
+_FORBIDDEN_IN_TRAINERS = ("clipsweep.orchestrator", "orchestrator", "ray.tune", "mlflow")
+
+
+def imported_modules(path: Path, source: str) -> list[str]:
+    """Every module a file imports, relative imports resolved against its package
+    (`trainers/objectives/clip.py`: `from ...orchestrator import x` is `clipsweep.orchestrator`)."""
+    package = ["clipsweep", *path.relative_to(ROOT).parent.parts]
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.append(node.module or "")
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - (node.level - 1)]
+            names += [".".join([*base, node.module])] if node.module else [".".join([*base, a.name]) for a in node.names]
+    return names
+
+
+def _forbidden(names: list[str]) -> list[str]:
+    return [n for n in names if any(n == f or n.startswith(f + ".") for f in _FORBIDDEN_IN_TRAINERS)]
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "trainers").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
 def test_trainers_never_import_orchestrator_tune_or_mlflow(path):
-    forbidden = ("clipsweep.orchestrator", "orchestrator", "ray.tune", "mlflow")
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
-        for name in names:
-            assert not any(name == f or name.startswith(f + ".") for f in forbidden), f"{path}: imports {name}"
+    assert _forbidden(imported_modules(path, path.read_text())) == [], path
+
+
+@pytest.mark.parametrize(
+    "source", ["from ...orchestrator import tune", "from ...orchestrator.keys import SCORE", "from ... import orchestrator",
+               "import mlflow", "from ray.tune import report"],
+)  # fmt: skip
+def test_the_import_guard_resolves_relative_imports(source):
+    assert _forbidden(imported_modules(ROOT / "trainers" / "objectives" / "clip.py", source)), source
+    assert not _forbidden(imported_modules(ROOT / "trainers" / "objectives" / "clip.py", "from ..config import TrialConfig"))
 
 
 def test_ci_runs_the_readme_test_command_in_tiers():

@@ -15,7 +15,8 @@ import shutil
 import pytest
 import torch
 
-from clipsweep.orchestrator.trial import TrialData, epoch_history, run_trial, run_trial_in_actor
+from clipsweep.orchestrator.trial import epoch_history, run_trial, run_trial_in_actor
+from clipsweep.orchestrator.trial_data import TrialData
 from clipsweep.trainers.checkpoint import load_metrics
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.session import CHECKPOINT_PATH_KEY

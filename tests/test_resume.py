@@ -22,7 +22,8 @@ import shutil
 import pytest
 import torch
 
-from clipsweep.orchestrator.trial import TrialData, run_trial_in_actor
+from clipsweep.orchestrator.trial import run_trial_in_actor
+from clipsweep.orchestrator.trial_data import TrialData
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.session import CHECKPOINT_PATH_KEY
 

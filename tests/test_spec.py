@@ -9,8 +9,9 @@ import yaml
 from specs import spec_doc
 
 from clipsweep.orchestrator.cli import main
+from clipsweep.orchestrator.resources import plan_resources, trial_resources
 from clipsweep.orchestrator.spec import SweepSpec
-from clipsweep.orchestrator.tune import plan_resources, trial_failures, trial_resources
+from clipsweep.orchestrator.tune import trial_failures
 from clipsweep.orchestrator.yaml_docs import SpecError
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"

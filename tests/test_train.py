@@ -13,7 +13,8 @@ from run_metrics import checkpoint_metrics
 
 from clipsweep.orchestrator.cli import main
 from clipsweep.orchestrator.train_cli import load_train_config
-from clipsweep.orchestrator.trial import TrialData, check_trial, epoch_history, run_trial
+from clipsweep.orchestrator.trial import epoch_history, run_trial
+from clipsweep.orchestrator.trial_data import TrialData, check_trial
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.synthetic10 import TASK_NAMES
 
