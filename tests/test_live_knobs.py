@@ -22,10 +22,10 @@ from clipsweep.orchestrator.search import StudySearcher
 from clipsweep.orchestrator.space import Param
 from clipsweep.orchestrator.spec import SweepSpec
 from clipsweep.trainers.config import TrialConfig
+from clipsweep.trainers.mining import select_pseudo_captions
 from clipsweep.trainers.objectives import ContrastiveObjective, ObjectiveInputs, WorkerGroup
 from clipsweep.trainers.objectives.clusters import Clustering
 from clipsweep.trainers.schedules import reclustering, stage_plan
-from clipsweep.trainers.train_loop import select_pseudo_captions
 
 SPACES = sorted((Path(__file__).resolve().parent.parent / "search_spaces").glob("*.yaml"))
 DRAWS = 1000
