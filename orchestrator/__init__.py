@@ -1,0 +1,1 @@
+"""The driver side of clipsweep: specs, Ray Tune sweeps, MLflow records and leaderboards (`trainers` never imports it)."""

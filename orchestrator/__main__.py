@@ -1,3 +1,5 @@
+"""`python -m clipsweep.orchestrator`: the `clipsweep` command line."""
+
 import sys
 
 from .cli import main

@@ -49,6 +49,17 @@ def test_module_imports(module):
     importlib.import_module(module)
 
 
+_SOURCES = sorted([*(ROOT / "trainers").rglob("*.py"), *(ROOT / "orchestrator").rglob("*.py")])
+
+
+@pytest.mark.parametrize("path", _SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_module_states_its_job_and_stays_small(path):
+    """One job per module: a docstring that says it first, and at most 400 lines."""
+    source = path.read_text()
+    assert ast.get_docstring(ast.parse(source)), f"{path}: no module docstring stating its job"
+    assert len(source.splitlines()) <= 400, f"{path}: {len(source.splitlines())} lines"
+
+
 _FORBIDDEN_IN_TRAINERS = ("clipsweep.orchestrator", "orchestrator", "ray.tune", "mlflow")
 
 

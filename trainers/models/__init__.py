@@ -1,0 +1,1 @@
+"""The dual encoder: image and text towers with projections into one embedding space."""
