@@ -16,6 +16,7 @@ from scipy import ndimage
 from clipsweep.orchestrator.cli import main
 from clipsweep.trainers.data.render import _RGB, render_scene
 from clipsweep.trainers.data.scenes import ATTRIBUTES, Scene, canonical_caption
+from clipsweep.trainers.data.shards import MANIFEST_NAME
 from clipsweep.trainers.data.synthetic import generate_synthetic, is_heldout
 
 
@@ -140,3 +141,15 @@ def test_bad_generation_parameters_are_named(tmp_path, kwargs, field):
 def test_scene_rejects_unknown_value():
     with pytest.raises(ValueError, match=r"Scene.colour='mauve'; allowed: red, green"):
         Scene("circle", "mauve", "small", "left", "one", "plain", "black")
+
+
+def test_the_corpus_cache_is_keyed_by_the_generator_version(tmp_path, monkeypatch):
+    """A new scene attribute bumps CORPUS_VERSION; a corpus the old generator cached is then
+    never reused for the same (n, seed, image size)."""
+    from clipsweep.trainers.data import synthetic
+
+    old = synthetic.ensure_synthetic(str(tmp_path), n=60, seed=0, image_size=32)
+    assert synthetic.ensure_synthetic(str(tmp_path), n=60, seed=0, image_size=32).root == old.root  # cached
+    monkeypatch.setattr(synthetic, "CORPUS_VERSION", synthetic.CORPUS_VERSION + 1)
+    new = synthetic.ensure_synthetic(str(tmp_path), n=60, seed=0, image_size=32)
+    assert new.root != old.root and os.path.isfile(os.path.join(new.root, MANIFEST_NAME))

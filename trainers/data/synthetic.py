@@ -121,6 +121,11 @@ def generate_synthetic(
     return SyntheticCorpus(out_dir, shards, rows, tokenizer_dir)
 
 
+# Part of the cache key: bump it whenever what a seed generates changes (a scene attribute, the
+# renderer, the captions, the split sizes), so a cached corpus of the old generator is never reused.
+CORPUS_VERSION = 1
+
+
 def default_cache_dir() -> str:
     """`$CLIPSWEEP_CACHE`, else `~/.cache/clipsweep`."""
     return os.environ.get("CLIPSWEEP_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "clipsweep"))
@@ -129,12 +134,13 @@ def default_cache_dir() -> str:
 def ensure_synthetic(
     cache_dir: str | None = None, n: int = 10_000, seed: int = 0, image_size: int = 64
 ) -> SyntheticCorpus:
-    """The corpus for (n, seed, image_size) under the cache, generated on first use.
+    """The corpus for (n, seed, image_size) of this generator (`CORPUS_VERSION`) under the cache,
+    generated on first use.
 
     Generation writes to a temporary sibling and renames it, so an interrupted run never
     leaves a half-written corpus that a later run would trust.
     """
-    root = os.path.join(cache_dir or default_cache_dir(), f"synthetic-n{n}-s{seed}-px{image_size}")
+    root = os.path.join(cache_dir or default_cache_dir(), f"synthetic-v{CORPUS_VERSION}-n{n}-s{seed}-px{image_size}")
     if not os.path.isfile(os.path.join(root, MANIFEST_NAME)):
         tmp = f"{root}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
