@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from clipsweep.trainers.config import TrialConfig
-from clipsweep.trainers.evaluation import paper10, synthetic10
 from clipsweep.trainers.evaluation.settings import SuiteSettings
+from clipsweep.trainers.evaluation.suites import SUITES
 
 from .epoch_output import EpochWatcher
 from .preflight import check_storage
@@ -105,7 +105,7 @@ def train_command(args: argparse.Namespace, console: Console) -> None:
     if "bench/mean_primary" not in final:
         console.print(f"final loss {final['loss/total']:.4f} (no held-out split, no benchmark)")
         return
-    chance = synthetic10.chance_levels() if suite.name == "synthetic10" else paper10.chance_levels(suite, tier)
+    chance = SUITES[suite.name].chance_levels(suite, tier)
     table = Table(title=f"{suite.name} ({tier} tier) after epoch {final['epoch']}: primary metrics")
     for column in ("task", "primary", "chance"):
         table.add_column(column, justify="left" if column == "task" else "right")

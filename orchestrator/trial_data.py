@@ -42,7 +42,7 @@ class TrialData:
 
     def default_suite(self) -> SuiteSettings | None:
         """synthetic10 on the held-out split, when the data has one."""
-        return SuiteSettings("synthetic10", heldout=self.heldout) if self.heldout else None
+        return SuiteSettings(heldout=self.heldout) if self.heldout else None
 
     @classmethod
     def from_paths(cls, train: str, tokenizer_dir: str, heldout: str | None = None) -> TrialData:

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.tokenizer import load_tokenizer
 from ..data.transforms import square_pixels
-from .datasets import DATASETS, ClassificationSet, RetrievalSet, load_dataset, prompts
+from .datasets import DATASETS, ClassificationSet, RetrievalSet, check_images, check_root, load_dataset, prompts
 from .metrics import ItemScores
-from .settings import SuiteSettings
 from .tasks import encode_pixels, evaluating, score_retrieval, score_zero_shot, text_encoder
+
+if TYPE_CHECKING:
+    from .settings import SuiteSettings
 
 _SMALL = 256  # below this many images, decoding in the calling process beats starting workers
 
@@ -144,3 +148,29 @@ def score_paper10(
                 captions = [data.captions[i] for i in tier_set.indices]
                 results[name], items[name] = score_retrieval(image, captions, encode)
     return results, items
+
+
+class Paper10:
+    """The `paper10` entry of `suites.SUITES`: the configured datasets of the ten, from local roots."""
+
+    def check(self, settings: SuiteSettings, images: bool) -> None:
+        if not settings.roots:
+            raise ValueError(f"suite.roots is empty; paper10 needs at least one of: {', '.join(DATASETS)}")
+        for name, root in settings.roots.items():
+            check_root(name, root)
+            if images:
+                check_images(name, root)
+
+    def skipped(self, settings: SuiteSettings) -> list[str]:
+        return [name for name in DATASETS if name not in settings.roots]
+
+    def load(self, settings: SuiteSettings, tier: str, image_size: int) -> Any:
+        return load_paper10(settings, tier)
+
+    def score(
+        self, data: Any, model: torch.nn.Module, tokenizer_dir: str, max_length: int, image_size: int, device: torch.device | str
+    ) -> tuple[dict[str, dict[str, float]], dict[str, ItemScores]]:
+        return score_paper10(model, data, load_tokenizer(tokenizer_dir), image_size, max_length, device)
+
+    def chance_levels(self, settings: SuiteSettings, tier: str) -> dict[str, float]:
+        return chance_levels(settings, tier)

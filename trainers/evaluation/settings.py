@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..typed import Section, build, unknown_field
-from .datasets import DATASETS, check_images, check_root
+from .suites import SUITES
+
+SuiteName = Literal[tuple(SUITES)]  # type: ignore[valid-type]
 
 
 @dataclass(frozen=True)
@@ -19,7 +21,7 @@ class SuiteSettings(Section):
     """The benchmark suite a trial is scored on each epoch (tier `cheap` is what ASHA sees)."""
 
     section = "suite"
-    name: Literal["synthetic10", "paper10"] = "synthetic10"
+    name: SuiteName = "synthetic10"
     tier: Literal["cheap", "full"] = "cheap"
     roots: dict[str, str] = field(default_factory=dict)  # paper10: dataset name -> local root; absent = skipped
     cheap_size: int = 500  # paper10 cheap tier: classification items per dataset (class-stratified)
@@ -62,19 +64,11 @@ class SuiteSettings(Section):
             images: also check that every test image of every paper10 split is a file (one
                 stat per image; the preflight does it once, a trial need not again).
         """
-        if self.name == "synthetic10" and self.heldout is None:
-            raise ValueError("data.heldout is missing; the synthetic10 suite scores trials on the held-out split")
-        if self.name == "paper10":
-            if not self.roots:
-                raise ValueError(f"suite.roots is empty; paper10 needs at least one of: {', '.join(DATASETS)}")
-            for name, root in self.roots.items():
-                check_root(name, root)
-                if images:
-                    check_images(name, root)
+        SUITES[self.name].check(self, images)
 
     def skipped(self) -> list[str]:
-        """The paper10 datasets that are not configured (reported, never silently dropped)."""
-        return [name for name in DATASETS if name not in self.roots] if self.name == "paper10" else []
+        """The suite's benchmarks left out by these settings (reported, never silently dropped)."""
+        return SUITES[self.name].skipped(self)
 
     def skipped_note(self) -> str | None:
         """The line a run prints about paper10 datasets left out (none configured for them)."""

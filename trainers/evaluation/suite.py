@@ -1,4 +1,4 @@
-"""One interface over the two benchmark suites, for whatever scores a model (train loop, finalists).
+"""A suite's tier loaded once, for whatever scores a model (train loop, finalists).
 
 `LoadedSuite` reads a tier of the suite that `SuiteSettings` names once, then scores any number
 of models (every epoch of a trial) on it.
@@ -11,11 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.tokenizer import load_tokenizer
 from .metrics import ItemScores
-from .paper10 import load_paper10, score_paper10
 from .settings import SuiteSettings
-from .synthetic10 import load_eval_set, score_synthetic10
+from .suites import SUITES
 
 TIERS = ("cheap", "full")
 
@@ -27,18 +25,14 @@ class LoadedSuite:
         if tier not in TIERS:
             raise ValueError(f"tier={tier!r}; allowed: {', '.join(TIERS)}")
         self.settings, self.tier, self.image_size = settings, tier, image_size
-        if settings.name == "synthetic10":
-            self.data: Any = load_eval_set(settings.heldout, tier, image_size)
-        else:
-            self.data = load_paper10(settings, tier)
+        self.suite = SUITES[settings.name]
+        self.data: Any = self.suite.load(settings, tier, image_size)
 
     def score(
         self, model: torch.nn.Module, tokenizer_dir: str, max_length: int, device: torch.device | str = "cpu"
     ) -> tuple[dict[str, dict[str, float]], dict[str, ItemScores]]:
         """Each task's metrics (with `primary`) and its primary metric per item."""
-        if self.settings.name == "synthetic10":
-            return score_synthetic10(model, self.data, tokenizer_dir, max_length, device)
-        return score_paper10(model, self.data, load_tokenizer(tokenizer_dir), self.image_size, max_length, device)
+        return self.suite.score(self.data, model, tokenizer_dir, max_length, self.image_size, device)
 
 
 def flatten(results: dict[str, dict[str, float]], prefix: str = "bench") -> dict[str, float]:

@@ -10,6 +10,7 @@ Tiers: `cheap` is the first 256 held-out scenes (what ASHA sees), `full` all of 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -21,6 +22,9 @@ from ..data.shards import resolve_shards
 from ..data.tokenizer import load_tokenizer
 from .metrics import ItemScores
 from .tasks import encode_pixels, evaluating, score_retrieval, score_zero_shot, text_encoder
+
+if TYPE_CHECKING:
+    from .settings import SuiteSettings
 
 CHEAP_SIZE = 256
 _POSITION_TEXT = ("on the left", "on the right", "at the top", "at the bottom", "in the center")
@@ -120,3 +124,25 @@ def score_synthetic10(
 def chance_levels() -> dict[str, float]:
     """Expected primary metric of a random model (zero-shot: 1 / classes; retrieval: about 1 / N)."""
     return {t.name: 1 / len(t.class_texts) for t in ZERO_SHOT_TASKS}
+
+
+class Synthetic10:
+    """The `synthetic10` entry of `suites.SUITES`: the corpus' held-out scenes (`data.heldout`)."""
+
+    def check(self, settings: SuiteSettings, images: bool) -> None:
+        if settings.heldout is None:
+            raise ValueError("data.heldout is missing; the synthetic10 suite scores trials on the held-out split")
+
+    def skipped(self, settings: SuiteSettings) -> list[str]:
+        return []
+
+    def load(self, settings: SuiteSettings, tier: str, image_size: int) -> Any:
+        return load_eval_set(settings.heldout, tier, image_size)  # type: ignore[arg-type]  # checked above
+
+    def score(
+        self, data: Any, model: torch.nn.Module, tokenizer_dir: str, max_length: int, image_size: int, device: torch.device | str
+    ) -> tuple[dict[str, dict[str, float]], dict[str, ItemScores]]:
+        return score_synthetic10(model, data, tokenizer_dir, max_length, device)
+
+    def chance_levels(self, settings: SuiteSettings, tier: str) -> dict[str, float]:
+        return chance_levels()
