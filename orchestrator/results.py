@@ -163,9 +163,9 @@ class SweepResult:
     def build_leaderboard(
         self, console: Console | None = None, data: TrialData | None = None, scores: Scores | None = None
     ) -> Leaderboard:
-        """Re-scores the finalists on the full tier (Ray tasks; runs already in `scores` are not
-        evaluated again), ranks them, and publishes the tables and pictures (parent run
-        artifacts `leaderboard/`, and `<path>/leaderboard/`)."""
+        """Starts or joins Ray and re-scores the finalists on the full tier (Ray tasks; runs
+        already in `scores` are not evaluated again), ranks them, and publishes the tables and
+        pictures (parent run artifacts `leaderboard/`, and `<path>/leaderboard/`)."""
         spec = self.spec()
         data = data or check_sweep(spec)
         trials = self.trials()
@@ -196,26 +196,29 @@ class SweepResult:
         difference to the reference with its interval, Holm-corrected p-value and significance,
         the aggregate with its interval, and the mean rank. `.attrs["notes"]` says how to read it.
 
-        Ranks the stored finalists' scores again (the same numbers as `leaderboard.csv`); builds
-        the leaderboard first if the sweep has none.
+        Ranks the stored finalists' scores again (the same numbers as `leaderboard.csv`). If the
+        sweep has no leaderboard yet, builds it first: that starts Ray and re-scores the
+        finalists on the full tier (`build_leaderboard`).
         """
         return self.ranked().frame()
 
     def plot_leaderboard(self, path: str) -> str:
-        """Writes the heatmap and the forest plot side by side to `path` (PNG); returns the path."""
+        """Writes the heatmap and the forest plot side by side to `path` (PNG); returns the path.
+        Like `leaderboard`, may start Ray and re-score the finalists when none is stored."""
         board = self.ranked()
         s = board.settings
         save_plot(path, board.ranking, variant_labels(board.ranking, board.knobs()), s.alpha, s.level, s.margin_pts)
         return path
 
     def ranked(self) -> Leaderboard:
-        """The leaderboard as an object (ranking, finalists, settings), from the stored scores;
-        built first if the sweep has none."""
+        """The leaderboard as an object (ranking, finalists, settings), from the stored scores.
+        When the sweep has none, builds it first, which starts Ray and re-scores the finalists."""
         stored = self._rank_stored()
         return stored[0] if stored else self.build_leaderboard()
 
     def publish_leaderboard(self) -> Leaderboard:
-        """Ranks the stored scores again and rewrites the tables, pictures and run metrics."""
+        """Ranks the stored scores again and rewrites the tables, pictures and run metrics (with
+        no stored scores, builds the leaderboard: Ray and full-tier re-scoring)."""
         stored = self._rank_stored()
         return self._publish(*stored) if stored else self.build_leaderboard()
 
