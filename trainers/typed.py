@@ -99,15 +99,8 @@ def coerce(hint: Any, value: Any, path: str) -> Any:
         if value not in args:
             raise ValueError(f"{path}={value!r}; allowed: {', '.join(map(str, args))}")
         return value
-    sections = [a for a in args if dataclasses.is_dataclass(a)]
-    if sections and type(None) not in args:  # `int | Section`: a mapping is the section, else the other type
-        if isinstance(value, dict):
-            return build(sections[0], value, path)
-        try:
-            return coerce(next(a for a in args if a is not sections[0]), value, path)
-        except ValueError as e:  # "...; allowed: an integer" -> "...; allowed: an integer, or {min, max}"
-            names = ", ".join(f.name for f in fields(sections[0]))
-            raise ValueError(f"{e}, or a mapping {{{names}}}") from None
+    if any(dataclasses.is_dataclass(a) for a in args) and type(None) not in args:
+        return _section_or_value(args, value, path)
     if type(None) in args:  # Optional[X]
         if value is None:
             return None
@@ -116,22 +109,31 @@ def coerce(hint: Any, value: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise ValueError(f"{path}={value!r}; allowed: a mapping")
         return {str(k): coerce(get_args(hint)[1], v, f"{path}.{k}") for k, v in value.items()}
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{path}={value!r}; allowed: true or false")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
-            raise ValueError(f"{path}={value!r}; allowed: an integer")
-        return int(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isinf(value):
-            hint_text = " (YAML reads 2e-3 as text: write 2.0e-3)" if isinstance(value, str) else ""
-            raise ValueError(f"{path}={value!r}; allowed: a finite number{hint_text}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{path}={value!r}; allowed: a string")
-        return value
-    raise TypeError(f"{path}: unsupported annotation {hint!r}")  # internal: a config field of a new type
+    if hint not in _SCALARS:
+        raise TypeError(f"{path}: unsupported annotation {hint!r}")  # internal: a config field of a new type
+    accepts, convert, allowed = _SCALARS[hint]
+    if isinstance(value, bool) != (hint is bool) or not accepts(value):
+        hint_text = " (YAML reads 2e-3 as text: write 2.0e-3)" if hint is float and isinstance(value, str) else ""
+        raise ValueError(f"{path}={value!r}; allowed: {allowed}{hint_text}")
+    return convert(value)
 
+
+def _section_or_value(args: tuple[Any, ...], value: Any, path: str) -> Any:
+    """`int | Section`: a mapping is the section, anything else the other type."""
+    section = next(a for a in args if dataclasses.is_dataclass(a))
+    if isinstance(value, dict):
+        return build(section, value, path)
+    try:
+        return coerce(next(a for a in args if a is not section), value, path)
+    except ValueError as e:  # "...; allowed: an integer" -> "...; allowed: an integer, or {min, max}"
+        names = ", ".join(f.name for f in fields(section))
+        raise ValueError(f"{e}, or a mapping {{{names}}}") from None
+
+
+# annotation -> (accepts the value, converts it, what the error calls allowed); bool is never an int or float
+_SCALARS: dict[type, tuple[Any, Any, str]] = {
+    bool: (lambda v: True, bool, "true or false"),
+    int: (lambda v: isinstance(v, int) or isinstance(v, float) and v.is_integer(), int, "an integer"),
+    float: (lambda v: isinstance(v, (int, float)) and not math.isinf(v), float, "a finite number"),
+    str: (lambda v: isinstance(v, str), str, "a string"),
+}
