@@ -21,7 +21,7 @@ Then, with `ranking.rank_variants` on random subsets of the common seeds:
   benchmark shifted by +delta points (its real noise, a known effect): the smallest delta the
   race finds 80% of the time, and the seeds it spends.
 
-Targets (DESIGN.md "Ranking"): coverage 93-97%, A/A at most 5%, power 80% for 2 points. The
+Targets (docs/ranking.md): coverage 93-97%, A/A at most 5%, power 80% for 2 points. The
 per-run scores are kept in `--out`; a later call trains only the runs not kept yet.
 """
 

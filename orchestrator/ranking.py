@@ -1,6 +1,6 @@
 """Ranking variants across benchmarks, with intervals that hold training and test-set noise.
 
-DESIGN.md "Ranking" (docs/ranking.md). A variant is trained with several seeds and each run is
+The method in full: docs/ranking.md. A variant is trained with several seeds and each run is
 scored per evaluation item (`ItemScores`), so a metric has two sources of noise: training
 (initial weights, data order, crops, caption draws: the spread over seeds) and the finite test
 set (which items were drawn). Replicate i of every variant and of the reference is trained with

@@ -6,6 +6,7 @@ import ast
 import importlib
 import pkgutil
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,17 @@ def test_ci_runs_the_readme_test_command_in_tiers():
     assert ci[-4:] == [setup, "ruff check .", *tiers]  # lint, fast, integration: together `pytest -q`
     for tier in tiers:
         assert f"\n{tier}" in readme, f"README does not show the tier `{tier}`"
+
+
+def test_every_reference_to_a_design_document_resolves_inside_the_repository():
+    """The design lives in docs/; code and pages cite only files that exist here."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    design = "DESIGN" + ".md"  # the document that lived outside the repository
+    for path in [ROOT / name for name in tracked if name.endswith((".py", ".md", ".yaml"))]:
+        text = path.read_text()
+        assert design not in text, path
+        for cited in re.findall(r"docs/[\w.-]+\.md", text):
+            assert (ROOT / cited).is_file(), f"{path} cites {cited}"
+        if path.parent.name == "docs" or path.name == "README.md":  # Markdown links between pages
+            for link in re.findall(r"\]\(([^)#:]+\.md)\)", text):
+                assert (path.parent / link).is_file(), f"{path} links {link}"

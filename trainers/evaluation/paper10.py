@@ -1,6 +1,6 @@
 """The `paper10` suite: paper A's 8 zero-shot classification sets and 2 retrieval sets, on real data.
 
-Primary metrics as DESIGN.md: acc@1, except mean per-class recall for FGVC-Aircraft, Pets and
+Primary metrics as docs/methods.md: acc@1, except mean per-class recall for FGVC-Aircraft, Pets and
 Flowers-102; retrieval the mean of the two R@1. Tiers: `cheap` is a fixed, seeded,
 class-stratified subset of each classification test split (500 items by default) and a seeded
 subset of the retrieval test images (200 by default, all captions of each); `full` is the whole

@@ -3,7 +3,7 @@
 Held-out scenes are attribute combinations never seen in training. Zero-shot tasks classify one
 attribute (or the colour-shape pair) from prompts built with the corpus' own words; retrieval
 matches images with their long captions (all seven attributes) or their short ones (a few).
-Primary metrics: acc@1 for zero-shot tasks, the mean of the two R@1 for retrieval (DESIGN.md).
+Primary metrics: acc@1 for zero-shot tasks, the mean of the two R@1 for retrieval (docs/methods.md).
 Tiers: `cheap` is the first 256 held-out scenes (what ASHA sees), `full` all of them.
 """
 

@@ -1,7 +1,7 @@
 """Paper D's stage-1 terms: ArcFace over class proxies, and MCIP's pseudo-caption loss.
 
 Schall et al., "Optimizing CLIP Models for Image Retrieval with Maintained Joint-Embedding
-Alignment", SISAP 2024. DESIGN.md "Method definitions", D: ArcMargin with scale s = 30 and
+Alignment", SISAP 2024. docs/methods.md, method D: ArcMargin with scale s = 30 and
 margin m = 0.1 (target logit s cos(theta + m), others s cos(theta)); MCIP's L_mc is a soft-target
 CE of each image against every pseudo-caption in the global batch, 1/|P_i| on its own, with the
 same margin and scale.

@@ -1,7 +1,7 @@
 """The cross-modal term: vanilla CLIP, with paper A's transform and paper B's negatives.
 
 Radford et al. 2021 (CLIP): L_clip = 1/2 [CE(z, diag) + CE(z^T, diag)], z_ij = s_ij / t.
-DESIGN.md "Method definitions": A changes z to f(s)/t (`logits.py`); B adds log(m_ij w_ij) to
+docs/methods.md: A changes z to f(s)/t (`logit_transforms.py`); B adds log(m_ij w_ij) to
 the off-diagonal logits (`clusters.py`). Both reduce to L_clip at their baseline values.
 """
 

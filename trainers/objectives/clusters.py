@@ -1,7 +1,7 @@
 """k-means (faiss) and what paper B derives from it: pair weights and false-negative masks.
 
 Tagami et al., "Automatic data generation of incorrect image-text pairs for effective
-contrastive learning of CLIP model", WSCG 2024. DESIGN.md "Method definitions", B: with a_i, b_i
+contrastive learning of CLIP model", WSCG 2024. docs/methods.md, method B: with a_i, b_i
 pair i's image and text cluster and C^I, C^T the centroid cosine matrices, for i != j
     m_ij = 0 if C^I[a_i, a_j] >= theta and C^T[b_i, b_j] >= theta else 1
     w_ij = 1 + lambda (1 - C^I[a_i, a_j]) / 2

@@ -1,7 +1,7 @@
 """Paper C's uni-modal terms: InfoNCE between two views of each image, and of each caption.
 
 Zhu & Li, "Iterative Uni-modal and Cross-modal Clustered Contrastive Learning for Image-text
-Retrieval", PRMVIA 2023. DESIGN.md "Method definitions", C: L = L_cross + alpha L_II + beta L_TT,
+Retrieval", PRMVIA 2023. docs/methods.md, method C: L = L_cross + alpha L_II + beta L_TT,
 same temperature, global batch. The logit transform belongs to the cross-modal term only.
 """
 
