@@ -1,23 +1,25 @@
-"""Trial schedulers by name: each one's settings section, its Tune scheduler, and when a trial is complete.
+"""Trial schedulers by name: each one's settings section, its Tune scheduler, and how far it lets a trial train.
 
 `scheduler: {name: asha, grace_period: 1}` in a spec picks the entry `asha` of `SCHEDULERS`
 and builds its settings class from the other fields, so a setting the chosen scheduler does not
 read is refused as unknown (`scheduler: {name: none, grace_period: 2}` acts on nothing). A new
-scheduler is one settings class here with `name`, `build` and `describe`, added to
-`SCHEDULERS`.
+scheduler is one settings class here with `name`, `check`, `horizon`, `build` and `describe`,
+added to `SCHEDULERS` (docs/architecture.md).
 
-ASHA's clock is the final stage's epoch (`keys.FINAL_STAGE_EPOCH`): a two-stage trial's stage 1
-scores an image tower against a frozen text tower, which no other trial's scores compare with.
+`horizon` is the final-stage epochs after which the scheduler lets no trial train on; a trial
+that reaches it counts as completed (`SweepSpec.full_fidelity`). ASHA's clock is the final
+stage's epoch (`keys.FINAL_STAGE_EPOCH`): a two-stage trial's stage 1 scores an image tower
+against a frozen text tower, which no other trial's scores compare with.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from clipsweep.trainers.typed import Section, check_range
+from clipsweep.trainers.typed import Section, build, check_range, unknown_field
 
 from .keys import FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE
 
@@ -99,7 +101,7 @@ class NoScheduler(Section):
 
 
 SchedulerSettings = AshaSettings | NoScheduler
-SCHEDULERS: dict[str, type[AshaSettings] | type[NoScheduler]] = {s.name: s for s in (AshaSettings, NoScheduler)}
+SCHEDULERS: dict[str, type[SchedulerSettings]] = {s.name: s for s in (AshaSettings, NoScheduler)}
 
 
 def scheduler_settings(doc: dict[str, Any] | None) -> SchedulerSettings:
@@ -108,36 +110,25 @@ def scheduler_settings(doc: dict[str, Any] | None) -> SchedulerSettings:
     Raises:
         ValueError: an unknown name, or a field the named scheduler does not read.
     """
-    from clipsweep.trainers.typed import build, unknown_field
-
     doc = dict(doc or {})
     name = doc.pop("name", "asha")
-    if name not in SCHEDULERS:
+    if not isinstance(name, str) or name not in SCHEDULERS:
         raise ValueError(f"scheduler.name={name!r}; allowed: {', '.join(SCHEDULERS)}")
     cls = SCHEDULERS[name]
-    readable = [f for f in cls.__dataclass_fields__]
+    readable = [f.name for f in fields(cls)]
     for key in doc:
-        if key not in readable:
-            acts_on = f"allowed under {name}: {', '.join(readable)}" if readable else f"{name} has no settings"
-            others = [n for n, c in SCHEDULERS.items() if key in c.__dataclass_fields__]
-            where = f" (a setting of {', '.join(others)})" if others else f"; {unknown_field(f'scheduler.{key}', readable)}"
-            raise ValueError(f"scheduler.{key}={doc[key]!r} acts on nothing under scheduler.name={name!r}{where}; {acts_on}")
+        others = [n for n, c in SCHEDULERS.items() if key in {f.name for f in fields(c)}]
+        if key in readable:
+            continue
+        if not others:
+            raise ValueError(unknown_field(f"scheduler.{key}", ["name", *readable]))
+        raise ValueError(
+            f"scheduler.{key}={doc[key]!r} acts on nothing under scheduler.name={name!r} (a setting of "
+            f"{', '.join(others)}); allowed under {name}: {', '.join(readable) or 'no other field'}"
+        )
     return build(cls, doc, "scheduler")
 
 
 def scheduler_doc(settings: SchedulerSettings) -> dict[str, Any]:
     """The section as its YAML mapping (what `scheduler_settings` reads back)."""
-    return {"name": settings.name, **{f: getattr(settings, f) for f in settings.__dataclass_fields__}}
-
-
-def completed(settings: SchedulerSettings, final_stage_epochs_run: int, final_stage_epochs: int, epochs: int) -> bool:
-    """The one rule for "completed" that MLflow, the console, Optuna and the finalists share: a
-    trial is complete when it trained every final-stage epoch, or as many as the scheduler lets
-    any trial train (`max_t`); a trial the scheduler stopped before that is stopped early.
-
-    Args:
-        final_stage_epochs_run: epochs into its final stage the trial reached.
-        final_stage_epochs: epochs its final stage has.
-        epochs: the sweep's `trial.optim.epochs` (`max_t`'s default).
-    """
-    return final_stage_epochs_run >= min(final_stage_epochs, settings.horizon(epochs))
+    return {"name": settings.name, **{f.name: getattr(settings, f.name) for f in fields(settings)}}

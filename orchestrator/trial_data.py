@@ -52,7 +52,7 @@ class TrialData:
             DataFormatError: a path that does not exist or a shard of the wrong layout.
         """
         # Absolute from here on: trials run in other processes (and a Ray job's driver may
-        # lose its working directory, see `api.steady_cwd`), which resolve relative paths elsewhere.
+        # lose its working directory, see `sweep.steady_cwd`), which resolve relative paths elsewhere.
         train, tokenizer_dir = absolute_path(train), absolute_path(tokenizer_dir)
         heldout = absolute_path(heldout) if heldout is not None else None
         files = _shards("data.train", train)
