@@ -156,8 +156,12 @@ def test_every_epoch_is_a_metric_step_with_benchmarks(finished_sweep):
         assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["checkpoint"]  # the best epoch's
 
 
-def test_sweep_result_trials_match_the_child_runs(finished_sweep):
+def test_sweep_result_trials_match_the_child_runs(finished_sweep, capfd, monkeypatch):
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)  # as a Python session has it
     result, uri = finished_sweep
+    capfd.readouterr()
+    assert result.spec().name == "it-sweep" and result.ranked().ranking is not None  # both download artifacts
+    assert "Downloading artifacts" not in "".join(capfd.readouterr())  # MLflow's bar stays off the console
     children = _children(MlflowClient(tracking_uri=uri), result)
     frame = result.trials()
     assert sorted(frame["run_id"]) == sorted(run.info.run_id for run in children.values())
