@@ -7,6 +7,9 @@ are what the MLflow UI's runs table can show and filter on.
 
 from __future__ import annotations
 
+# ---- Worker report keys: defined where the worker writes them (trainers never imports this) --
+from clipsweep.trainers.report_keys import CHECKPOINT_PATH_KEY, NODE_KEY  # noqa: F401  (re-exported)
+
 # ---- Tune result keys ----------------------------------------------------------------------
 SCORE = "score"  # cheap-tier mean primary metric, every epoch (what a person reads)
 FINAL_STAGE_SCORE = "final_stage_score"  # the same in final-stage epochs (NaN before): what ASHA and Optuna see

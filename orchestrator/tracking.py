@@ -24,10 +24,9 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.experiment import Trial
 
-from clipsweep.trainers.session import CHECKPOINT_PATH_KEY
-
 from .keys import (
     BEST_CHECKPOINT_TAG,
+    CHECKPOINT_PATH_KEY,
     DRIVER_NODE,
     DRIVER_NODE_TAG,
     FINAL_STAGE_EPOCH,

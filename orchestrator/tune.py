@@ -24,9 +24,17 @@ from ray.tune.search import Searcher
 
 from clipsweep.trainers import startup
 from clipsweep.trainers.schedules import stage_plan
-from clipsweep.trainers.train_loop import NODE_KEY
 
-from .keys import DRIVER_NODE, FINAL_STAGE_EPOCH, FINAL_STAGE_SCORE, REPLICATE_KEY, SCORE, SEED_FIELD, TRAIN_NODES
+from .keys import (
+    DRIVER_NODE,
+    FINAL_STAGE_EPOCH,
+    FINAL_STAGE_SCORE,
+    NODE_KEY,
+    REPLICATE_KEY,
+    SCORE,
+    SEED_FIELD,
+    TRAIN_NODES,
+)
 from .resources import ResourcePlan, trial_resources
 from .search import StudySearcher, overrides_of
 from .spec import SweepSpec

@@ -19,7 +19,7 @@ from clipsweep.orchestrator.trial import epoch_history, run_trial, run_trial_in_
 from clipsweep.orchestrator.trial_data import TrialData
 from clipsweep.trainers.checkpoint import load_metrics
 from clipsweep.trainers.config import TrialConfig
-from clipsweep.trainers.session import CHECKPOINT_PATH_KEY
+from clipsweep.trainers.report_keys import CHECKPOINT_PATH_KEY
 
 pytestmark = pytest.mark.usefixtures("ray_local")  # integration: see conftest.py
 

@@ -25,7 +25,7 @@ import torch
 from clipsweep.orchestrator.trial import run_trial_in_actor
 from clipsweep.orchestrator.trial_data import TrialData
 from clipsweep.trainers.config import TrialConfig
-from clipsweep.trainers.session import CHECKPOINT_PATH_KEY
+from clipsweep.trainers.report_keys import CHECKPOINT_PATH_KEY
 
 pytestmark = pytest.mark.usefixtures("ray_local")  # integration: see conftest.py
 

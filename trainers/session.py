@@ -25,8 +25,7 @@ import ray.train.torch
 import torch
 
 from .checkpoint import METRICS_FILE, save_checkpoint
-
-CHECKPOINT_PATH_KEY = "checkpoint_path"  # in a report: where its checkpoint was stored (as Ray's Tune bridge says)
+from .report_keys import CHECKPOINT_PATH_KEY
 
 
 class Session(Protocol):

@@ -35,8 +35,9 @@ from .evaluation.suite import LoadedSuite, flatten
 from .mining import TrainingSetMining
 from .models.dual_encoder import DualEncoder
 from .objectives import TERMS, ContrastiveObjective, ObjectiveInputs, WorkerGroup
+from .report_keys import CHECKPOINT_PATH_KEY, NODE_KEY
 from .schedules import Stage, param_groups, reclustering, stage_plan
-from .session import CHECKPOINT_PATH_KEY, RayTrainSession, Session
+from .session import RayTrainSession, Session
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,6 @@ class LoopSettings:
     def from_dict(cls, data: dict[str, Any]) -> LoopSettings:
         return cls(**data)
 
-
-NODE_KEY = "node_id"  # in every rank's report: the Ray node the rank ran on
 
 
 def average_gradients(params: list[torch.nn.Parameter], world_size: int) -> None:
