@@ -84,8 +84,22 @@ def test_one_worker_repeats_exactly_differs_by_seed_and_resumes_exactly(data, tm
         torch.set_num_threads(threads)
 
 
-def test_two_workers_repeat_exactly(data, tmp_path):
-    runs = [run_trial(_config(3), data, workers=2, storage_path=str(tmp_path), name=f"w2-{i}") for i in range(2)]
+# Papers B and C with re-clustering every epoch: k-means on embeddings gathered from both ranks.
+PAPERS_B_AND_C = {
+    "negatives": {"weighting": "cluster_both", "n_clusters_image": 8, "n_clusters_text": 8, "features": "current"},
+    "batching": {"mode": "cluster_hard", "n_clusters": 6},
+}
+
+
+def test_two_workers_train_papers_b_and_c_and_repeat_exactly(data, tmp_path):
+    """Re-clustered negatives and cluster-filled batches on 2 Train workers: both train, and a
+    second run of the same seed repeats every loss and benchmark number."""
+    cfg = _config(3, **PAPERS_B_AND_C)
+    runs = [run_trial(cfg, data, workers=2, storage_path=str(tmp_path), name=f"w2-{i}") for i in range(2)]
     assert _numbers(runs[0]) == _numbers(runs[1])
-    assert len(_numbers(runs[0])) == 2
+    history = epoch_history(runs[0])
+    assert [m["epoch"] for m in history] == [1, 2]
+    assert all(math.isfinite(m["loss/total"]) and m["steps"] == (data.n_train // 2) // 32 for m in history)
+    # 6 clusters over ~270 items per rank: a random batch of 32 would touch all 6.
+    assert all(m["batch_clusters"] <= 3.0 for m in history), [m["batch_clusters"] for m in history]
 

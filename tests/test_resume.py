@@ -29,10 +29,10 @@ from clipsweep.trainers.report_keys import CHECKPOINT_PATH_KEY
 
 pytestmark = pytest.mark.usefixtures("ray_local")  # integration: see conftest.py
 
+# cluster_mask keeps the state cluster_both does (both tables, both assignments): one case covers it.
 FAMILIES = {
     "transform": {"objective": {"logit_transform": "sine", "omega": 1.2}},
     "cluster_weight": {"negatives": {"weighting": "cluster_weight", "n_clusters_image": 8}},
-    "cluster_mask": {"negatives": {"weighting": "cluster_mask", "n_clusters_image": 8, "n_clusters_text": 8, "threshold": 0.3}},
     "cluster_both": {
         "negatives": {"weighting": "cluster_both", "n_clusters_image": 8, "n_clusters_text": 8, "threshold": 0.3,
                       "features": "current", "recluster_every": 2},

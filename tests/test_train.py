@@ -114,23 +114,6 @@ def test_two_stage_with_pseudo_captions_trains_each_stage(small_corpus, tmp_path
 
 
 @pytest.mark.usefixtures("ray_local")
-def test_cluster_negatives_and_hard_batches_train(small_corpus, tmp_path):
-    """Papers B and C together: re-clustered negatives and cluster-filled batches, 2 workers."""
-    config = _config(
-        tmp_path,
-        small_corpus,
-        negatives={"weighting": "cluster_both", "n_clusters_image": 8, "n_clusters_text": 8, "features": "current"},
-        batching={"mode": "cluster_hard", "n_clusters": 6},
-    )
-    cfg, data, _ = load_train_config(config, epochs=2)
-    history = epoch_history(run_trial(cfg, data, workers=2, storage_path=str(tmp_path / "runs"), name="hard"))
-    assert [m["epoch"] for m in history] == [1, 2]
-    assert all(math.isfinite(m["loss/total"]) and m["steps"] == (data.n_train // 2) // 32 for m in history)
-    # 6 clusters over ~270 items per rank: a random batch of 32 would touch all 6.
-    assert all(m["batch_clusters"] <= 3.0 for m in history), [m["batch_clusters"] for m in history]
-
-
-@pytest.mark.usefixtures("ray_local")
 def test_a_diverging_worker_fails_the_trial_with_its_reason(small_corpus, tmp_path, capsys):
     """lr 1e30 blows the weights up after one step; the worker raises, the CLI exits 1, no hang."""
     config = _config(tmp_path, small_corpus, optim={"batch_size": 64, "lr": 1e30, "warmup_steps": 1})
