@@ -193,3 +193,30 @@ def test_asha_stops_a_trailing_search_trial_but_never_the_baseline():
     plain.on_trial_result(None, leader, result(0.9))
     assert plain.on_trial_result(None, searched, result(0.1)) == TrialScheduler.STOP
     assert build_scheduler(_spec(scheduler={"name": "none"})) is None
+
+
+def test_completed_means_the_same_to_the_study_and_to_the_records_under_max_t():
+    """ASHA with max_t=2 of 3 epochs stops every trial at epoch 2: that trial is complete for
+    Optuna and for MLflow and the console alike (`SweepSpec.full_fidelity`), and one stopped at
+    epoch 1 is stopped early for all of them."""
+    from clipsweep.orchestrator.tune import end_status
+
+    def spec(scheduler: dict) -> SweepSpec:
+        return SweepSpec.from_dict({
+            "name": "s", "trial": {"optim": {"epochs": 3}}, "scheduler": scheduler,
+            "search_space": {"objective": {"temperature": {"type": "uniform", "low": 0.03, "high": 0.1}}},
+        })  # fmt: skip
+
+    asha = spec({"name": "asha", "grace_period": 1, "max_t": 2})
+    searcher = StudySearcher(asha)
+    searcher.suggest("base")
+    endings = {"s0": 2, "s1": 1}  # search trials the scheduler stopped at these epochs
+    for trial_id, epochs in endings.items():
+        searcher.suggest(trial_id)
+        for epoch in range(1, epochs + 1):
+            last = _report(searcher, trial_id, epoch, 0.1 * epoch)
+        searcher.on_trial_complete(trial_id, last)
+    assert [t.state for t in searcher.study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    overrides = {k: v for k, v in searcher.configs["s0"].items() if k != "role"}
+    assert [end_status(asha, overrides, epochs) for epochs in endings.values()] == ["completed", "stopped_early"]
+    assert end_status(spec({"name": "none"}), overrides, 2) == "stopped_early"  # no scheduler: all 3 epochs
