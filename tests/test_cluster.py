@@ -9,6 +9,7 @@ driver fills: so every trial's driver runs on the head and its Train worker on t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,14 +18,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from sweep_processes import clean_env, sweep_runs, wait_for, write_space
+from sweep_processes import alive, clean_env, sweep_runs, wait_for, write_space
 
 from clipsweep.orchestrator.keys import DRIVER_NODE_TAG, NODES_TAG, STATUS_TAG
 
@@ -47,18 +47,29 @@ def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> subproce
     return done
 
 
-def _stop_processes_mentioning(marker: str) -> None:
+def _processes_mentioning(markers: tuple[str, ...]) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            if entry.isdigit() and int(entry) != os.getpid() and any(m.encode() in cmdline for m in markers):
+                found.append(int(entry))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def _stop_processes_mentioning(*markers: str) -> None:
     """Stops this cluster's Ray processes and the MLflow server (never another Ray on the machine,
-    which `ray stop` would); Ray's workers exit with their raylet."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for entry in os.listdir("/proc"):
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if entry.isdigit() and int(entry) != os.getpid() and marker.encode() in f.read():
-                        os.kill(int(entry), sig)
-            except (OSError, ValueError):
-                pass
-        time.sleep(3)
+    which `ray stop` would): SIGTERM, then SIGKILL whatever is left after 3 s. Ray's workers
+    exit with their raylet."""
+    for sig, grace_s in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
+        for pid in _processes_mentioning(markers):
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: not alive(set(_processes_mentioning(markers))), grace_s, "the cluster's processes to exit")
 
 
 @pytest.fixture
@@ -67,17 +78,18 @@ def two_node_cluster(tmp_path: Path) -> Iterator[dict[str, object]]:
     env = {**clean_env(), "RAY_AUTH_MODE": "token"}
     temp = tempfile.mkdtemp(prefix="ray2n", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     try:
+        # The MLflow server starts while the Ray nodes do (each takes about 10 s here).
+        server = subprocess.Popen(
+            [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+             "--artifacts-destination", str(tmp_path / "mlflow-artifacts"), "--host", "127.0.0.1", "--port", str(mlflow_port)],
+            stdout=open(tmp_path / "mlflow.log", "wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
         _run([str(BIN / "ray"), "start", "--head", f"--port={gcs}", "--num-cpus=1", "--num-gpus=0",
               '--resources={"clipsweep_driver": 1}', f"--temp-dir={temp}", "--include-dashboard=true",
               f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={head_agent}",
               f"--metrics-export-port={head_metrics}", f"--ray-client-server-port={client_port}"], env)  # fmt: skip
         _run([str(BIN / "ray"), "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=4", "--num-gpus=0",
               f"--dashboard-agent-listen-port={worker_agent}", f"--metrics-export-port={worker_metrics}"], env)  # fmt: skip
-        server = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-             "--artifacts-destination", str(tmp_path / "mlflow-artifacts"), "--host", "127.0.0.1", "--port", str(mlflow_port)],
-            stdout=open(tmp_path / "mlflow.log", "wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
         uri = f"http://127.0.0.1:{mlflow_port}"
 
         def answers() -> bool:
@@ -90,8 +102,7 @@ def two_node_cluster(tmp_path: Path) -> Iterator[dict[str, object]]:
         nodes = json.loads(_run([str(BIN / "ray"), "list", "nodes", "--address", f"127.0.0.1:{gcs}", "--format=json"], env).stdout)
         yield {"env": env, "dashboard": f"http://127.0.0.1:{dashboard}", "tracking_uri": uri, "nodes": nodes}
     finally:
-        for marker in (temp, str(tmp_path)):  # Ray's processes name its session folder; MLflow's its store
-            _stop_processes_mentioning(marker)
+        _stop_processes_mentioning(temp, str(tmp_path))  # Ray's processes name its session folder; MLflow's its store
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -106,7 +117,7 @@ def test_a_ray_job_sweep_on_two_nodes_records_everything_in_the_mlflow_server(tw
     write_space(
         job_dir, small_corpus, "it-cluster",
         trial={"optim": {"epochs": 1, "batch_size": 64, "warmup_steps": 1, "lr": 2e-3}},
-        search={"num_samples": 2, "seed": 0},
+        search={"num_samples": 1, "seed": 0},  # the baseline: one trial shows where drivers and workers go
         resources={"workers_per_trial": 1, "cpus_per_worker": 1, "driver_cpus": 1, "driver_resources": {"clipsweep_driver": 1}},
     )  # fmt: skip
     storage = tmp_path / "shared-storage"
@@ -123,7 +134,7 @@ def test_a_ray_job_sweep_on_two_nodes_records_everything_in_the_mlflow_server(tw
     parents, children = sweep_runs(cluster["tracking_uri"], "it-cluster")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert parents[0].data.tags[STATUS_TAG] == "completed"
-    assert sorted(r.info.run_name for r in children) == ["trial-00-baseline", "trial-01-search"]
+    assert [r.info.run_name for r in children] == ["trial-00-baseline"]
     for run in children:
         assert run.info.status == "FINISHED"
         assert run.data.tags[DRIVER_NODE_TAG] == head[0]  # the driver resource pins drivers to the head
