@@ -47,8 +47,8 @@ def _config(seed: int, **sections) -> TrialConfig:
 
 
 @pytest.fixture(scope="module")
-def data(small_corpus) -> TrialData:
-    return TrialData.from_paths(small_corpus.split_dir("train"), small_corpus.tokenizer_dir, small_corpus.split_dir("heldout"))
+def data(small_data) -> TrialData:
+    return small_data  # decoded once, as a sweep's trials share it
 
 
 def test_one_worker_repeats_exactly_differs_by_seed_and_resumes_exactly(data, tmp_path):

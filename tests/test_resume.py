@@ -16,6 +16,7 @@ transform family's path with f = identity, and `test_train.py` resumes it throug
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 
@@ -57,8 +58,8 @@ def _threads():
 
 
 @pytest.fixture(scope="module")
-def data(small_corpus) -> TrialData:
-    return TrialData.from_paths(small_corpus.split_dir("train"), small_corpus.tokenizer_dir)  # no benchmark: losses only
+def data(small_data) -> TrialData:
+    return dataclasses.replace(small_data, heldout=None)  # no benchmark: losses only
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -8,12 +8,13 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 from run_metrics import checkpoint_metrics
 
 from clipsweep.orchestrator.cli import main
 from clipsweep.orchestrator.train_cli import load_train_config
-from clipsweep.orchestrator.trial import epoch_history, run_trial
+from clipsweep.orchestrator.trial import epoch_history, run_trial, run_trial_in_actor
 from clipsweep.orchestrator.trial_data import TrialData, check_trial
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.evaluation.synthetic10 import TASK_NAMES
@@ -51,8 +52,7 @@ def test_train_two_workers_reports_each_epoch_and_resumes(small_corpus, tmp_path
 
 
 
-@pytest.mark.usefixtures("ray_local")
-def test_one_and_two_workers_give_the_same_loss(small_corpus, tmp_path):
+def test_one_and_two_workers_give_the_same_loss(small_corpus, small_data, tmp_path):
     """Global negatives are global in the real loop: W=1 and W=2 on the same global batch of 64.
 
     Both draw the same global batches (one seeded permutation per epoch; rank r of W takes
@@ -60,13 +60,18 @@ def test_one_and_two_workers_give_the_same_loss(small_corpus, tmp_path):
     compared near initialisation (lr 1e-5), where the loss is about ln(64) = 4.16 with global
     negatives and ln(32) = 3.47 with local ones; 0.15 leaves room for the crops and stays well
     under the 0.69 that local negatives would cost. The exact identity (loss and gradients to
-    1e-5) is tests/test_objectives.py's.
+    1e-5) is tests/test_objectives.py's. W=1 trains as a sweep's one-worker trials do, in the
+    calling process (the same loop as a TorchTrainer's, tests/test_reproducibility.py).
     """
-    cfg, data, _ = load_train_config(_config(tmp_path, small_corpus, optim={"batch_size": 64, "lr": 1e-5}), epochs=2)
-    curves = {
-        w: [m["loss/total"] for m in epoch_history(run_trial(cfg, data, workers=w, storage_path=str(tmp_path), name=f"w{w}"))]
-        for w in (1, 2)
-    }
+    cfg, _, _ = load_train_config(_config(tmp_path, small_corpus, optim={"batch_size": 64, "lr": 1e-5}), epochs=2)
+    one: list[dict] = []
+    threads = torch.get_num_threads()  # the trial sets a worker's thread count in this process
+    try:
+        run_trial_in_actor(cfg, small_data, str(tmp_path / "w1"), one.append)
+    finally:
+        torch.set_num_threads(threads)
+    two = epoch_history(run_trial(cfg, small_data, workers=2, storage_path=str(tmp_path), name="w2"))
+    curves = {1: [m["loss/total"] for m in one], 2: [m["loss/total"] for m in two]}
     assert all(abs(a - b) < 0.15 for a, b in zip(curves[1], curves[2])), curves
     assert all(loss > 3.47 + 0.4 for loss in curves[2]), curves
 
@@ -102,12 +107,11 @@ def test_config_file_errors_name_the_path(tmp_path, small_corpus):
         load_train_config(str(path))
 
 
-@pytest.mark.usefixtures("ray_local")
-def test_two_stage_with_pseudo_captions_trains_each_stage(small_corpus, tmp_path):
+def test_two_stage_with_pseudo_captions_trains_each_stage(small_corpus, small_data, tmp_path):
     """Paper D with MCIP: stage 1 (image side, arcface + pseudo-captions), then re-alignment."""
     config = _config(tmp_path, small_corpus, schedule={"kind": "two_stage", "stage1_epochs": 1, "pseudo_captions": True})
-    cfg, data, _ = load_train_config(config, epochs=2)
-    history = epoch_history(run_trial(cfg, data, workers=2, storage_path=str(tmp_path / "runs"), name="mcip"))
+    cfg, _, _ = load_train_config(config, epochs=2)
+    history = epoch_history(run_trial(cfg, small_data, workers=2, storage_path=str(tmp_path / "runs"), name="mcip"))
     assert [(m["epoch"], m["stage"]) for m in history] == [(1, "image"), (2, "realign")]
     assert {"loss/arcface", "loss/pseudo_caption"} <= set(history[0]) and "loss/clip" in history[1]
     assert all(math.isfinite(history[0][k]) for k in ("loss/arcface", "loss/pseudo_caption", "loss/total"))
