@@ -7,8 +7,8 @@ replicate i of every variant shares initial weights, data order, crops and capti
 the baseline's, and the ranking pairs them by seed. A search run counts as one of them only when
 it trained all its epochs with a common seed (a variant whose `optim.seed` was searched or set
 in a point is trained again on the common seeds).
-Every run is evaluated again from its best checkpoint (the `checkpoint` artifact of its MLflow
-child run) on the suite's full tier, one Ray task each, as many at once as the cluster has room
+Every run is evaluated again from its best checkpoint (where its MLflow child run's reference
+points, or its copy there: `checkpoint_refs.py`) on the suite's full tier, one Ray task each, as many at once as the cluster has room
 for. Each task returns the metrics and every benchmark's primary metric per item.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +27,10 @@ from mlflow.tracking import MlflowClient
 from clipsweep.trainers.evaluation.finalist import evaluate_weights, load_weights
 from clipsweep.trainers.evaluation.metrics import ItemScores
 
+from .checkpoint_refs import best_checkpoint
 from .keys import REPLICATE_KEY, SEED_FIELD
 from .ranking import Ranking
 from .spec import SweepSpec
-from .stores import download
 from .trial_data import TrialData
 
 
@@ -170,8 +169,8 @@ def evaluate_finalists(
     suite = spec.suite.with_heldout(data.heldout).to_dict()
     pending: dict[Any, Finalist] = {}
     for finalist in finalists:
-        with tempfile.TemporaryDirectory() as directory:
-            weights = load_weights(download(client, finalist.run_id, "checkpoint", directory))
+        with best_checkpoint(client, finalist.run_id) as directory:
+            weights = load_weights(directory)
         cfg = spec.config_for(finalist.overrides)
         tokenizer_dir = cfg.model.tokenizer_dir(data.tokenizer_dir)
         pending[task.remote(cfg.to_dict(), weights, suite, tokenizer_dir, "full")] = finalist

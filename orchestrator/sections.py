@@ -1,10 +1,11 @@
-"""The spec's sections about resources, failures and the leaderboard, as typed settings."""
+"""The spec's sections about resources, failures, checkpoints and the leaderboard, as typed settings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
+from clipsweep.trainers.retention import KeepPolicy
 from clipsweep.trainers.typed import Section, check_range
 
 from .ranking import BootstrapSettings
@@ -62,6 +63,17 @@ class FailureSettings(Section):
     def _validate(self) -> None:
         if self.max_failures < -1:
             raise ValueError(f"failure_config.max_failures={self.max_failures}; allowed: >= 0, or -1 (retry forever)")
+
+
+@dataclass(frozen=True)
+class CheckpointSettings(Section):
+    """`checkpoints: {keep: best_and_latest}`: which checkpoints each trial keeps on storage.
+    best_and_latest: the latest (a resumed or restarted trial continues from it) and the best by
+    the search score (the finalists are scored again from it), at most 2 per trial; all: every
+    epoch's. The per-epoch metrics are kept either way (Tune's result.json, MLflow)."""
+
+    section = "checkpoints"
+    keep: KeepPolicy = "best_and_latest"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from clipsweep.trainers.typed import build, unknown_field
 
 from .schedulers import AshaSettings, SchedulerSettings, scheduler_doc, scheduler_settings
 from .searchers import ALGORITHMS, SearchSettings
-from .sections import FailureSettings, LeaderboardSettings, Resources
+from .sections import CheckpointSettings, FailureSettings, LeaderboardSettings, Resources
 from .space import Param, apply_overrides, near_fields, parse_space
 from .space_liveness import check_live
 from .yaml_docs import SpecError, plain, read_yaml, reject_nonfinite, reject_unknown
@@ -63,8 +63,11 @@ class SweepSpec:
     resources: Resources = field(default_factory=Resources)
     failure_config: FailureSettings = field(default_factory=FailureSettings)
     leaderboard: LeaderboardSettings = field(default_factory=LeaderboardSettings)
+    checkpoints: CheckpointSettings = field(default_factory=CheckpointSettings)
     storage_path: str = "./clipsweep_results"
     tracking_uri: str = "sqlite:///mlruns.db"
+    # MLflow gets each run's best checkpoint as a reference (its URI); true: also a copy
+    copy_checkpoints: bool = False
     source: str = "<dict>"  # where the spec came from, for messages
 
     def __post_init__(self) -> None:
@@ -117,7 +120,7 @@ class SweepSpec:
         trial = doc.get("trial") or {}
         base = trial_config(trial, source)
         mlflow = doc.get("mlflow") or {}
-        reject_unknown(mlflow, ("tracking_uri",), "mlflow", source)
+        reject_unknown(mlflow, ("tracking_uri", "copy_checkpoints"), "mlflow", source)
         return cls(
             name=_typed(doc["name"], str, "name", source),
             params=tuple(parse_space(doc.get("search_space") or {}, base, source)),
@@ -130,8 +133,10 @@ class SweepSpec:
             resources=_section(Resources, doc.get("resources"), "resources", source),
             failure_config=_section(FailureSettings, doc.get("failure_config"), "failure_config", source),
             leaderboard=_section(LeaderboardSettings, doc.get("leaderboard"), "leaderboard", source),
+            checkpoints=_section(CheckpointSettings, doc.get("checkpoints"), "checkpoints", source),
             storage_path=_typed(doc.get("storage_path", "./clipsweep_results"), str, "storage_path", source),
             tracking_uri=_typed(mlflow.get("tracking_uri", "sqlite:///mlruns.db"), str, "mlflow.tracking_uri", source),
+            copy_checkpoints=_typed(mlflow.get("copy_checkpoints", False), bool, "mlflow.copy_checkpoints", source),
             source=source,
         )
 
@@ -153,8 +158,9 @@ class SweepSpec:
             "resources": dataclasses.asdict(self.resources),
             "failure_config": dataclasses.asdict(self.failure_config),
             "leaderboard": dataclasses.asdict(self.leaderboard),
+            "checkpoints": dataclasses.asdict(self.checkpoints),
             "storage_path": self.storage_path,
-            "mlflow": {"tracking_uri": self.tracking_uri},
+            "mlflow": {"tracking_uri": self.tracking_uri, "copy_checkpoints": self.copy_checkpoints},
         }
 
     def search_space_dict(self) -> dict[str, Any]:
@@ -194,7 +200,7 @@ def _check_name(name: Any, source: str) -> None:
 
 _TOP_KEYS = (
     "name", "data", "suite", "trial", "search_space", "points_to_evaluate",
-    "search", "scheduler", "resources", "failure_config", "leaderboard", "storage_path", "mlflow",
+    "search", "scheduler", "resources", "failure_config", "leaderboard", "checkpoints", "storage_path", "mlflow",
 )  # fmt: skip
 _REMOVED_KEYS = {
     "asha": "write `scheduler: {name: asha, grace_period: ..., reduction_factor: ..., max_t: ...}` "
@@ -202,7 +208,7 @@ _REMOVED_KEYS = {
 }
 
 
-_KIND_NAMES = {int: "an integer", str: "a string", dict: "a mapping"}
+_KIND_NAMES = {int: "an integer", str: "a string", dict: "a mapping", bool: "true or false"}
 
 
 def _typed(value: Any, kind: type, path: str, source: str) -> Any:

@@ -23,6 +23,7 @@ from ray import tune
 from rich.console import Console
 
 from .finalists import choose_finalists, next_seeds, replicate_configs, with_replicates
+from .footprint import sweep_footprint
 from .keys import LEADERBOARD_TAG, PATH_TAG, SCORE
 from .leaderboard import Scores
 from .preflight import check_sweep, check_tracking, resource_warnings
@@ -158,7 +159,20 @@ class Sweep:
                 result.build_leaderboard(console, data, scores)
             except ValueError as e:  # nothing to rank (every trial failed): the trials stay recorded
                 tracker.client.set_tag(tracker.parent_id, LEADERBOARD_TAG, f"not built: {e}"[:500])
+        _report_footprint(tracker, result, console)
         return result
+
+
+def _report_footprint(tracker: MlflowTracker, result: SweepResult, console: Console | None) -> None:
+    """Logs (and prints) what the sweep keeps; a store that cannot be measured only warns."""
+    try:
+        footprint = sweep_footprint(tracker.client, result.path, tracker.parent_id)
+        footprint.log(tracker.client, tracker.parent_id)
+    except Exception as e:  # noqa: BLE001 - the sweep's records are complete without it
+        logger.warning("could not measure the sweep's storage: %s", e)
+        return
+    if console is not None:
+        console.print(footprint.describe(result.path), soft_wrap=True)
 
 
 _SLOW_WARNERS = ("ray.tune.utils.util", "ray.tune.execution.tune_controller")

@@ -17,13 +17,15 @@ import re
 import time
 from typing import Any
 
-import ray.train
 import yaml
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.experiment import Trial
 
+from clipsweep.trainers.retention import is_better
+
+from .checkpoint_refs import CheckpointCopier, reference_note
 from .keys import (
     BEST_CHECKPOINT_TAG,
     CHECKPOINT_PATH_KEY,
@@ -114,6 +116,7 @@ class MlflowTracker(tune.Callback):
         self.children: dict[str, str] = {}  # Tune trial id -> MLflow run id
         self.open: set[str] = set()  # trials whose child run is still RUNNING
         self.best: dict[str, tuple[float, str | None]] = {}  # trial id -> (best score, its checkpoint)
+        self.copies = CheckpointCopier()  # `mlflow.copy_checkpoints`: off Tune's event loop
         self.planned: dict[str, int] = {}  # trial id -> epochs its config trains
         self.nodes: dict[str, set[str]] = {}  # trial id -> Ray node ids its Train workers ran on
         self.logged: dict[str, int] = {}  # trial id -> last epoch logged (a resumed trial may repeat one)
@@ -236,8 +239,8 @@ class MlflowTracker(tune.Callback):
                 nodes.update(result[TRAIN_NODES].split(","))
                 tags += [RunTag(NODES_TAG, ",".join(sorted(nodes))), RunTag(DRIVER_NODE_TAG, result[DRIVER_NODE])]
         if SCORE in result:
-            best, _ = self.best.get(trial.trial_id, (-math.inf, None))
-            if result[SCORE] > best:
+            best, _ = self.best.get(trial.trial_id, (None, None))
+            if is_better(result[SCORE], best):  # the rule by which the trial keeps its checkpoints
                 self.best[trial.trial_id] = (result[SCORE], result.get(CHECKPOINT_PATH_KEY))
                 if result.get(CHECKPOINT_PATH_KEY):  # kept in MLflow too: a resumed sweep reads it back
                     tags.append(RunTag(BEST_CHECKPOINT_TAG, result[CHECKPOINT_PATH_KEY]))
@@ -256,11 +259,15 @@ class MlflowTracker(tune.Callback):
         note = (f"completed: {epochs}/{planned} epochs" if status == "completed" else
                 f"**stopped early** by the scheduler after epoch {epochs} of {planned}: its score is not "
                 f"comparable with those of trials that trained all their epochs")  # fmt: skip
+        _, best_path = self.best.get(trial.trial_id, (None, None))
+        if best_path is not None:
+            note += f"\n\n{reference_note(best_path)}"
+            if self.spec.copy_checkpoints:
+                self.copies.copy(best_path, self.client.get_run(run_id).info.artifact_uri, self.spec.tracking_uri)
         tags.append(RunTag(NOTE_TAG, note))
         if status == "stopped_early":  # the runs table shows no tag by default, but always the name
             tags.append(RunTag(RUN_NAME_TAG, f"{trial_label(trial)} (stopped {epochs}/{planned})"))
         self.client.log_batch(run_id, tags=tags)
-        self._log_best_checkpoint(trial.trial_id, run_id)
         self.client.set_terminated(run_id, "FINISHED")
         self.open.discard(trial.trial_id)
 
@@ -280,7 +287,8 @@ class MlflowTracker(tune.Callback):
 
     def finish(self, trials_table: list[dict[str, Any]], interrupted: bool) -> None:
         """Closes the parent (and any child still open: KILLED, as after Ctrl-C or a trial that
-        a resumed sweep did not run again)."""
+        a resumed sweep did not run again), once every checkpoint copy has ended."""
+        self.copies.wait()
         self._kill_open()
         self.client.log_text(self.parent_id, json.dumps(trials_table, indent=1, default=str), "trials.json")
         self.client.set_tag(self.parent_id, STATUS_TAG, "killed" if interrupted else "completed")
@@ -301,6 +309,7 @@ class MlflowTracker(tune.Callback):
         # Tune wraps a callback's error with its traceback: the last line is the error itself
         reason = (lines[-1] if len(lines) > 1 else f"{type(error).__name__}: {error}")[:500]
         try:
+            self.copies.wait()
             self._kill_open()
             note = f"**the sweep failed**: `{reason}`; finished trials keep their runs; `clipsweep run --resume` continues it"
             tags = [RunTag(STATUS_TAG, "failed"), RunTag(REASON_TAG, reason), RunTag(NOTE_TAG, note)]
@@ -308,14 +317,6 @@ class MlflowTracker(tune.Callback):
             self.client.set_terminated(self.parent_id, "FAILED")
         except Exception:  # noqa: BLE001 - the original error is the one to raise
             logger.exception("could not close the sweep's MLflow runs after: %s", reason)
-
-    def _log_best_checkpoint(self, trial_id: str, run_id: str) -> None:
-        _, path = self.best.get(trial_id, (None, None))
-        if path is None:
-            return
-        # as_directory downloads a remote (s3://, gs://) checkpoint; a local one is used in place.
-        with ray.train.Checkpoint(path).as_directory() as directory:
-            self.client.log_artifacts(run_id, directory, "checkpoint")
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         items = [Param(k, json.dumps(v) if isinstance(v, (dict, list, tuple)) else str(v)) for k, v in params.items()]

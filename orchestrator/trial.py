@@ -21,6 +21,7 @@ from clipsweep.trainers import startup
 from clipsweep.trainers.config import TrialConfig
 from clipsweep.trainers.data.loading import build_train_dataset
 from clipsweep.trainers.evaluation.settings import SuiteSettings
+from clipsweep.trainers.retention import SCORE_METRIC, KeepPolicy
 from clipsweep.trainers.session import TrialActorSession
 from clipsweep.trainers.train_loop import LoopSettings, run_loop, train_loop_per_worker
 
@@ -43,6 +44,7 @@ def run_trial(
     suite: SuiteSettings | None = None,
     max_failures: int = 0,
     quiet: bool = False,
+    keep: KeepPolicy = "all",
 ) -> ray.train.Result:
     """Fits one trial with Ray Train; every epoch's metrics come back with its checkpoint.
 
@@ -63,6 +65,8 @@ def run_trial(
             (none when the data has none).
         max_failures: restarts of the worker group from its last checkpoint after a worker
             dies (Ray Train's `FailureConfig`); -1 retries forever.
+        keep: which checkpoints stay (`trainers/retention.py`); `epoch_history` reads the kept
+            ones, so a single trial keeps all by default.
 
     Raises:
         ValueError: bad input, before any worker starts.
@@ -81,7 +85,7 @@ def run_trial(
         run_config=RunConfig(
             name=name or time.strftime("trial-%Y%m%d-%H%M%S"),
             storage_path=storage_path,
-            checkpoint_config=CheckpointConfig(num_to_keep=None),  # every epoch: its metrics are the history
+            checkpoint_config=_checkpoint_config(keep, scored=settings.suite is not None),
             failure_config=FailureConfig(max_failures=max_failures),
             callbacks=[EpochLog()] if callbacks is None else callbacks,
         ),
@@ -97,18 +101,21 @@ def run_trial_in_actor(
     cpus: float = 1.0,
     eval_tier: str = "cheap",
     suite: SuiteSettings | None = None,
+    keep: KeepPolicy = "all",
 ) -> None:
     """Trains a one-worker trial in this process (a Tune trial's actor), with no TorchTrainer.
 
     The same loop, data, seeds and checkpoint format as `run_trial` with `workers=1`; each
     epoch's report goes to `forward` once its checkpoint is stored under `run_dir`, and a
-    checkpoint already there (a restarted trial) is continued from.
+    checkpoint already there (a restarted trial) is continued from. `keep` says which
+    checkpoints stay, as in `run_trial`.
 
     Raises:
         ValueError: bad input, before the loop starts.
     """
     settings, dataset = prepare_trial(cfg, data, 1, cpus, None, suite, eval_tier, quiet=True)
-    run_loop(settings, TrialActorSession(dataset, absolute_path(run_dir), forward, threads=max(1, int(cpus))))
+    session = TrialActorSession(dataset, absolute_path(run_dir), forward, threads=max(1, int(cpus)), keep=keep)
+    run_loop(settings, session)
 
 
 def prepare_trial(
@@ -141,7 +148,7 @@ def prepare_trial(
     if shared is not None and shared.key == decode_key(data.train, preprocess):
         dataset, in_memory = shared.dataset, True  # decoded once for the sweep
     else:
-        dataset, in_memory = build_train_dataset(data.train, preprocess)
+        dataset, in_memory = build_train_dataset(data.train, preprocess, stream=data.stream)
     startup.mark("dataset_built")
     settings = LoopSettings(
         trial=cfg.to_dict(),
@@ -158,12 +165,21 @@ def prepare_trial(
     return settings, dataset
 
 
+def _checkpoint_config(keep: KeepPolicy, scored: bool) -> CheckpointConfig:
+    """Ray Train's retention for `keep`: the best by the search score (when the trial is scored)
+    and the latest, which Ray Train never deletes; or every epoch's."""
+    if keep == "all":
+        return CheckpointConfig(num_to_keep=None)
+    return CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=SCORE_METRIC if scored else None)
+
+
 def _data_config(in_memory: bool) -> DataConfig:
-    """How Ray Train hands the training set to the workers, so that its order is reproducible.
+    """How Ray Train hands the training set to the workers.
 
     In memory: every worker gets the whole set and draws its own slice of a seeded permutation
-    (`epochs.InMemoryTrainingSet`). Streamed: split among the workers with `preserve_order`, which
-    makes Ray Data's output order, and so each worker's shard, the same in every run.
+    (`epochs.InMemoryTrainingSet`), the same every run. Streamed: split among the workers with
+    `preserve_order`, which fixes the stream's order; which blocks each worker gets is still up
+    to `streaming_split` (whichever asks first), so at W >= 2 a streamed trial's numbers vary.
     """
     if in_memory:
         return DataConfig(datasets_to_split=[])

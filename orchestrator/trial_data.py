@@ -38,6 +38,7 @@ class TrialData:
     n_train: int
     n_classes: int  # 0 when the training data has no labels
     has_captions: bool = True  # a `captions` list column (needed to mine pseudo-captions)
+    stream: bool = False  # `data.stream`: decode as the set streams, every epoch, whatever its size
     decoded: DecodedSet | None = field(default=None, compare=False, repr=False)  # shared by a sweep's trials
 
     def default_suite(self) -> SuiteSettings | None:
@@ -81,7 +82,7 @@ class TrialData:
         hold decoded (it streams, decoded every epoch). Needs Ray."""
         preprocess = trial_preprocess(cfg, self)
         ray.data.DataContext.get_current().enable_progress_bars = False
-        dataset, in_memory = build_train_dataset(self.train, preprocess)
+        dataset, in_memory = build_train_dataset(self.train, preprocess, stream=self.stream)
         if not in_memory:
             return self
         return dataclasses.replace(self, decoded=DecodedSet(decode_key(self.train, preprocess), dataset))
@@ -143,14 +144,15 @@ def absolute_path(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
-_DATA_KEYS = ("synthetic", "train", "tokenizer", "heldout")
+_DATA_KEYS = ("synthetic", "train", "tokenizer", "heldout", "stream")
 
 
 def data_from_doc(doc: dict[str, Any] | None, image_size: int = 64) -> TrialData:
     """The `data:` section of a config or sweep spec: the embedded corpus or shard paths.
 
     `{synthetic: {n: 10000, seed: 0}}` (generated into the cache on first use) or
-    `{train: DIR, tokenizer: DIR, heldout: DIR}` (heldout optional).
+    `{train: DIR, tokenizer: DIR, heldout: DIR}` (heldout optional); either with `stream: true`
+    to stream the training set (decoded every epoch) even when it would be held in memory.
 
     Raises:
         ValueError: an unknown or missing key, named `data.<key>`.
@@ -162,16 +164,21 @@ def data_from_doc(doc: dict[str, Any] | None, image_size: int = 64) -> TrialData
     unknown = sorted(set(doc) - set(_DATA_KEYS))
     if unknown:
         raise ValueError(unknown_field(f"data.{unknown[0]}", _DATA_KEYS))
+    stream = doc.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ValueError(f"data.stream={stream!r}; allowed: true or false (true streams the training set even when it fits in memory)")
     if "synthetic" in doc:
         params = doc["synthetic"] or {}
         extra = sorted(set(params) - {"n", "seed"})
         if extra:
             raise ValueError(unknown_field(f"data.synthetic.{extra[0]}", ("n", "seed")))
-        return TrialData.synthetic(image_size=image_size, **params)
-    for key in ("train", "tokenizer"):
-        if key not in doc:
-            raise ValueError(f"data.{key} is missing; shards need data.train and data.tokenizer (data.heldout optional)")
-    return TrialData.from_paths(doc["train"], doc["tokenizer"], doc.get("heldout"))
+        data = TrialData.synthetic(image_size=image_size, **params)
+    else:
+        for key in ("train", "tokenizer"):
+            if key not in doc:
+                raise ValueError(f"data.{key} is missing; shards need data.train and data.tokenizer (data.heldout optional)")
+        data = TrialData.from_paths(doc["train"], doc["tokenizer"], doc.get("heldout"))
+    return dataclasses.replace(data, stream=stream)
 
 
 def check_trial(cfg: TrialConfig, data: TrialData, workers: int) -> None:

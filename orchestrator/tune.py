@@ -150,6 +150,7 @@ def train_trial(config: dict[str, Any], spec: SweepSpec, data: TrialData, train_
             cpus=r.cpus_per_worker,
             eval_tier=spec.suite.tier,
             suite=spec.suite.with_heldout(data.heldout),
+            keep=spec.checkpoints.keep,
         )
         return
     run_trial(
@@ -164,6 +165,7 @@ def train_trial(config: dict[str, Any], spec: SweepSpec, data: TrialData, train_
         callbacks=[ScoreReport(final_stage_start)],
         suite=spec.suite.with_heldout(data.heldout),
         max_failures=spec.failure_config.max_failures,
+        keep=spec.checkpoints.keep,
     )
 
 

@@ -119,6 +119,7 @@ def test_a_ray_job_sweep_on_two_nodes_records_everything_in_the_mlflow_server(tw
         trial={"optim": {"epochs": 1, "batch_size": 64, "warmup_steps": 1, "lr": 2e-3}},
         search={"num_samples": 1, "seed": 0},  # the baseline: one trial shows where drivers and workers go
         resources={"workers_per_trial": 1, "cpus_per_worker": 1, "driver_cpus": 1, "driver_resources": {"clipsweep_driver": 1}},
+        mlflow={"tracking_uri": cluster["tracking_uri"], "copy_checkpoints": True},  # the copy goes through the server
     )  # fmt: skip
     storage = tmp_path / "shared-storage"
     # The README's command: the job's working directory is a copy Ray makes; nothing after the
@@ -142,7 +143,8 @@ def test_a_ray_job_sweep_on_two_nodes_records_everything_in_the_mlflow_server(tw
     client = MlflowClient(tracking_uri=cluster["tracking_uri"])
     board = {a.path.split("/", 1)[1] for a in client.list_artifacts(parents[0].info.run_id, "leaderboard")}
     assert {"leaderboard.csv", "leaderboard.html", "leaderboard_forest.png", "scores.npz"} <= board
-    assert [a.path for a in client.list_artifacts(children[0].info.run_id)] == ["checkpoint"]
+    assert [a.path for a in client.list_artifacts(children[0].info.run_id)] == ["checkpoint"]  # mlflow.copy_checkpoints
+    assert {a.path for a in client.list_artifacts(children[0].info.run_id, "checkpoint")} == {"checkpoint/trial.pt", "checkpoint/metrics.json"}
     assert (tmp_path / "mlflow-artifacts").is_dir()  # artifacts went through the server, to its destination
     (experiment,) = [p for p in storage.iterdir() if p.is_dir()]
     assert {"clipsweep_sweep.json", "leaderboard", "train"} <= set(os.listdir(experiment))

@@ -17,9 +17,10 @@ from optuna.trial import TrialState
 from sweep_processes import alive, descendants, start_clipsweep, sweep_runs, wait_for, write_space
 
 from clipsweep import SweepResult
-from clipsweep.orchestrator.keys import NODES_TAG, STATUS_TAG
+from clipsweep.orchestrator.keys import BEST_CHECKPOINT_TAG, NODES_TAG, STATUS_TAG
 from clipsweep.orchestrator.search import load_study
 from clipsweep.orchestrator.sweep import sigterm_as_sigint
+from clipsweep.trainers.retention import kept_epochs
 
 
 def _steps(client: MlflowClient, run_id: str) -> list[int]:
@@ -131,6 +132,14 @@ def test_a_sweep_survives_a_dead_worker_a_dead_driver_and_ctrl_c(small_corpus, t
         records = {**run.data.params, **run.data.tags}
         assert not [k for k, v in records.items() if "asha" in f"{k}={v}".lower()], run.info.run_name
     assert parents[0].data.params["scheduler.name"] == "none" and "scheduler.grace_period" not in parents[0].data.params
+    # `checkpoints.keep: best_and_latest` (the default) through a worker's death, the driver's
+    # and Ctrl-C: each trial keeps its latest (epoch 3) and its best by score, nothing else.
+    for name, run in runs.items():
+        scores = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "score")}
+        best = run.data.tags[BEST_CHECKPOINT_TAG]
+        kept = sorted(os.listdir(os.path.dirname(best)))
+        wanted = {f"checkpoint_{epoch:06d}" for epoch in kept_epochs(scores, "best_and_latest")}
+        assert set(kept) == wanted and "checkpoint_000003" in kept and os.path.basename(best) in kept, (name, kept, scores)
     result = SweepResult.load(str(tmp_path / "results"))
     assert result.status() == "completed"
     scores = {m.step: m.value for m in client.get_metric_history(trial_1_run, "score")}

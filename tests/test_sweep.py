@@ -28,8 +28,12 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from clipsweep import Sweep, SweepResult
+from clipsweep.orchestrator.checkpoint_refs import reference_note
 from clipsweep.orchestrator.cli import main
+from clipsweep.orchestrator.footprint import ARTIFACTS_METRIC, FOLDER_METRIC, folder_bytes
 from clipsweep.orchestrator.keys import (
+    BEST_CHECKPOINT_TAG,
+    NOTE_TAG,
     OVERRIDES_TAG,
     PARENT_TAG,
     REASON_TAG,
@@ -114,7 +118,7 @@ def test_trials_end_as_asha_and_the_worker_decided(finished_sweep):
     assert status["trial-02-point"] == ("failed", "FAILED")
     assert "FloatingPointError" in children["trial-02-point"].data.tags[REASON_TAG]
     notes = {name: run.data.tags["mlflow.note.content"] for name, run in children.items()}  # the run page says how it ended
-    assert notes["trial-00-baseline"] == "completed: 2/2 epochs"
+    assert notes["trial-00-baseline"].startswith("completed: 2/2 epochs\n\nbest checkpoint: `")
     assert notes["trial-01-point"].startswith("**stopped early** by the scheduler after epoch 1 of 2")
     assert notes["trial-02-point"].startswith("**failed**: `") and "FloatingPointError" in notes["trial-02-point"]
     assert json.loads(children["trial-01-point"].data.tags[OVERRIDES_TAG]) == {"optim.lr": 1e-9}
@@ -153,7 +157,10 @@ def test_every_epoch_is_a_metric_step_with_benchmarks(finished_sweep):
         assert details and all(v == round(v, 4) for v in details.values()), name  # 4 digits, not 16
         assert "final_stage_score" not in run.data.metrics and "final_stage_epoch" not in run.data.metrics  # score once
         assert run.data.params["optim.precision"] == "fp32"  # what a CPU trial trains in, not the bf16 it asked for
-        assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["checkpoint"]  # the best epoch's
+        # The best epoch's checkpoint stays in storage; MLflow holds its URI, not a copy of it.
+        assert client.list_artifacts(run.info.run_id) == [], name
+        best = run.data.tags[BEST_CHECKPOINT_TAG]
+        assert os.path.isfile(os.path.join(best, "trial.pt")) and reference_note(best) in run.data.tags[NOTE_TAG], name
 
 
 def test_sweep_result_trials_match_the_child_runs(finished_sweep, capfd, monkeypatch):
@@ -206,6 +213,10 @@ def test_the_sweep_ends_with_a_leaderboard_in_mlflow_and_on_disk(finished_sweep)
     assert result.trials().set_index("name").loc["trial-00-baseline-seed1", "replicate_of"] == "trial-00-baseline"
     assert "trial-00-baseline-seed2" not in set(result.trials()["name"])  # nothing undecided: the race stops at min
     assert _children(client, result)["trial-00-baseline"].data.tags["clipsweep.verdict"] == "reference"
+    # What the sweep keeps, logged on its parent run (the leaderboard is the only MLflow artifact)
+    parent = client.get_run(result.mlflow_parent_run_id).data.metrics
+    assert 0 < parent[FOLDER_METRIC] <= folder_bytes(result.path)  # measured before the test read anything back
+    assert parent[ARTIFACTS_METRIC] > 0
     parent = client.get_run(result.mlflow_parent_run_id).data.tags  # who won, on the page MLflow opens
     winner = frame.iloc[0]["variant"]
     assert parent["winner"] == winner and parent["mlflow.note.content"].startswith(f"**Winner: {winner}**")

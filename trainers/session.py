@@ -26,6 +26,7 @@ import torch
 
 from .checkpoint import METRICS_FILE, save_checkpoint
 from .report_keys import CHECKPOINT_PATH_KEY
+from .retention import SCORE_METRIC, KeepPolicy, kept_epochs
 
 
 class Session(Protocol):
@@ -76,18 +77,25 @@ class TrialActorSession:
         run_dir: the run's folder, local or any pyarrow URI (`<storage>/<trial name>`).
         forward: receives each report, with its checkpoint's path, e.g. to pass it to Tune.
         threads: torch's intra-op threads (a Train worker gets its CPUs' worth from Ray).
+        keep: which checkpoints stay once a new one is stored (`retention.kept_epochs`).
     """
 
     rank, world = 0, 1
 
     def __init__(
-        self, dataset: ray.data.Dataset, run_dir: str, forward: Callable[[dict[str, Any]], None], threads: int
+        self,
+        dataset: ray.data.Dataset,
+        run_dir: str,
+        forward: Callable[[dict[str, Any]], None],
+        threads: int,
+        keep: KeepPolicy = "all",
     ) -> None:
         self.dataset = dataset
         dataset.context.execution_options.preserve_order = True  # a streamed set: the same order every run
         self.fs, self.root = pyarrow.fs.FileSystem.from_uri(run_dir)
         self.run_dir = run_dir.rstrip("/")
         self.forward = forward
+        self.keep = keep
         self.device = torch.device("cuda", 0) if ray.get_gpu_ids() else torch.device("cpu")
         torch.set_num_threads(threads)
 
@@ -107,15 +115,28 @@ class TrialActorSession:
                 pyarrow.fs.copy_files(os.path.join(directory, name), f"{self.root}/{folder}/{name}",
                                       destination_filesystem=self.fs)  # fmt: skip
         self.forward({**metrics, CHECKPOINT_PATH_KEY: f"{self.run_dir}/{folder}"})
+        # The sweep's tracker picks the best of the same reports by the same rule, so the
+        # checkpoint it names stays.
+        stored = self._stored()
+        kept = kept_epochs({epoch: m.get(SCORE_METRIC) for epoch, (_, m) in stored.items()}, self.keep)
+        for epoch, (path, _) in stored.items():
+            if epoch not in kept:
+                self.fs.delete_dir(path)
 
     def checkpoint(self) -> ray.train.Checkpoint | None:
+        stored = self._stored()
+        if not stored:
+            return None
+        folder = stored[max(stored)][0].removeprefix(self.root).lstrip("/")
+        return ray.train.Checkpoint(f"{self.run_dir}/{folder}")
+
+    def _stored(self) -> dict[int, tuple[str, dict[str, Any]]]:
+        """The complete checkpoints under the run folder: {epoch: (its folder, its metrics)}."""
         found = self.fs.get_file_info(pyarrow.fs.FileSelector(self.root, allow_not_found=True, recursive=True))
-        epochs = {}
+        stored = {}
         for info in found:
             if info.base_name == METRICS_FILE:
                 with self.fs.open_input_stream(info.path) as f:
-                    epochs[json.loads(f.read())["epoch"]] = info.path.rsplit("/", 1)[0]
-        if not epochs:
-            return None
-        folder = epochs[max(epochs)].removeprefix(self.root).lstrip("/")
-        return ray.train.Checkpoint(f"{self.run_dir}/{folder}")
+                    metrics = json.loads(f.read())
+                stored[metrics["epoch"]] = (info.path.rsplit("/", 1)[0], metrics)
+        return stored

@@ -5,9 +5,11 @@ Two sources, as `loading.build_train_dataset` decides:
   permutation is drawn from (seed, epoch), the same on every rank, and rank r takes every
   world-th item from position r: a global shuffle per epoch, as torch's `DistributedSampler`
   with `set_epoch` gives, and independent of the order in which Ray Data produced the blocks.
-- `StreamingTrainingShard`: this rank's Ray Data shard, produced in a fixed order (the trainer
-  runs the dataset with `preserve_order`, which also makes the split deterministic), shuffled
-  through Ray Data's local buffer with a seed drawn from (seed, epoch, rank).
+- `StreamingTrainingShard`: this rank's Ray Data shard, shuffled through Ray Data's local
+  buffer with a seed drawn from (seed, epoch, rank). The stream runs with `preserve_order`
+  (the read too, `loading.read_shards`), so at W=1 its order is the files' order every run; at
+  W >= 2 Ray Train's `streaming_split` hands blocks to whichever rank asks first, so a rank's
+  items vary between runs (docs/train.md).
 Both yield decoded numpy batches (`Preprocess.decode` columns); the loop augments them.
 """
 

@@ -159,6 +159,10 @@ def read_shards(paths: str | Iterable[str], rows_per_block: int = 1024) -> ray.d
     present = set(pq.read_schema(files[0]).names)
     columns = ["id", "image", "caption"] + [c for c in OPTIONAL_COLUMNS if c in present]
     dataset = ray.data.read_parquet(files, columns=columns).repartition(target_num_rows_per_block=rows_per_block)
+    # Rows in file order, every run: a streamed training set's order (and so a trial's numbers)
+    # derives from it. Without this the kept copy below holds its blocks in the order the read
+    # tasks finished, which differs between runs.
+    dataset.context.execution_options.preserve_order = True
     if sum(os.path.getsize(f) for f in files) <= MATERIALIZE_BYTES:
         # Small data: keep the encoded rows in the object store, so each epoch skips listing
         # and reading the files and only decodes (measured: about 1.5 s less per epoch here).
@@ -183,9 +187,11 @@ def build_train_dataset(
     preprocess: Preprocess,
     num_cpus: float = 1.0,
     rows_per_block: int = 1024,
+    stream: bool = False,
 ) -> tuple[ray.data.Dataset, bool]:
     """The decoded training set (`preprocess.decode` as Ray Data tasks), and whether it is
-    small enough for each worker to hold whole (`epochs.InMemoryTrainingSet`).
+    small enough for each worker to hold whole (`epochs.InMemoryTrainingSet`); `stream` streams
+    it whatever its size (`data.stream`, the path of sets too large to hold).
 
     The consumer augments every batch itself (`preprocess.augment` with the trial's seeded
     stream), so no random draw happens in a Ray Data task, whose order and placement vary.
@@ -199,7 +205,7 @@ def build_train_dataset(
     decoded = read_shards(files, rows_per_block).map_batches(
         preprocess.decode, batch_size=rows_per_block, batch_format="numpy", num_cpus=num_cpus
     )
-    if rows * 3 * preprocess.image_size**2 > DECODED_CACHE_BYTES:
+    if stream or rows * 3 * preprocess.image_size**2 > DECODED_CACHE_BYTES:
         return decoded, False
     return decoded.materialize(), True
 
