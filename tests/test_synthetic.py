@@ -32,14 +32,15 @@ def _files(root: str) -> list[str]:
 def test_same_seed_gives_byte_identical_shards(tmp_path):
     outs = [str(tmp_path / name) for name in ("a", "b")]
     for out in outs:
-        assert main(["data", "synthetic", "--n", "10000", "--out", out, "--seed", "0"]) == 0
+        # 2,500 scenes in 512-row shards: several files per split, a quarter of the default's time
+        assert main(["data", "synthetic", "--n", "2500", "--rows-per-shard", "512", "--out", out, "--seed", "0"]) == 0
     files = _files(outs[0])
     assert files == _files(outs[1])
     assert sum(f.endswith(".parquet") for f in files) >= 5
     match, mismatch, errors = filecmp.cmpfiles(outs[0], outs[1], files, shallow=False)
     assert mismatch == [] and errors == []
     rows = sum(pq.read_metadata(os.path.join(outs[0], f)).num_rows for f in files if f.endswith(".parquet"))
-    assert rows == 10_000
+    assert rows == 2_500
 
 
 def test_other_seed_gives_other_images(tmp_path):
