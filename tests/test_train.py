@@ -31,25 +31,29 @@ def _config(tmp_path, corpus, **trial) -> str:
 
 
 @pytest.mark.usefixtures("ray_local")
-def test_train_two_workers_reports_each_epoch_and_resumes(small_corpus, tmp_path, capsys):
-    config = _config(tmp_path, small_corpus)
+def test_train_two_workers_reports_each_stage_and_epoch_and_resumes(small_corpus, tmp_path, capsys):
+    """Paper D with MCIP on 2 workers through the CLI: stage 1 (image side, ArcFace +
+    pseudo-captions), then re-alignment; a resume from epoch 2 continues in the second stage."""
+    config = _config(tmp_path, small_corpus, schedule={"kind": "two_stage", "stage1_epochs": 1, "pseudo_captions": True})
     storage = str(tmp_path / "runs")
     argv = ["train", config, "--workers", "2", "--storage", storage]
     assert main(argv + ["--epochs", "2", "--name", "first"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
-    assert [line.split()[:3] for line in lines] == [["epoch", "1", "[joint]"], ["epoch", "2", "[joint]"]]  # the driver's own, once each
+    assert [line.split()[:3] for line in lines] == [["epoch", "1", "[image]"], ["epoch", "2", "[realign]"]]  # the driver's own, once each
     history = checkpoint_metrics(os.path.join(storage, "first"))
-    assert [m["epoch"] for m in history] == [1, 2]
-    assert history[1]["loss/total"] < history[0]["loss/total"]
+    assert [(m["epoch"], m["stage"]) for m in history] == [(1, "image"), (2, "realign")]
+    assert {"loss/arcface", "loss/pseudo_caption"} <= set(history[0]) and "loss/clip" in history[1]
+    assert all(math.isfinite(history[0][k]) for k in ("loss/arcface", "loss/pseudo_caption", "loss/total"))
     for task in TASK_NAMES:
         assert 0.0 <= history[1][f"bench/{task}/primary"] <= 1.0
     assert not math.isnan(history[1]["bench/mean_primary"])
     run_dir = os.path.join(storage, "first")
     resume = sorted(p for p in (os.path.join(run_dir, d) for d in os.listdir(run_dir)) if os.path.isdir(p))[-1]
     assert main(argv + ["--epochs", "3", "--name", "resumed", "--resume", resume]) == 0
-    assert [line.split()[:2] for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")] == [["epoch", "3"]]
-    assert [m["epoch"] for m in checkpoint_metrics(os.path.join(storage, "resumed"))] == [3]
-
+    assert [line.split()[:3] for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")] == [["epoch", "3", "[realign]"]]
+    resumed = checkpoint_metrics(os.path.join(storage, "resumed"))
+    assert [(m["epoch"], m["stage"]) for m in resumed] == [(3, "realign")]
+    assert resumed[0]["loss/clip"] < history[1]["loss/clip"]  # training went on from epoch 2's weights
 
 
 def test_one_and_two_workers_give_the_same_loss(small_corpus, small_data, tmp_path):
@@ -105,16 +109,6 @@ def test_config_file_errors_name_the_path(tmp_path, small_corpus):
     path.write_text(yaml.safe_dump({"data": {"synthetic": {"size": 3}}}))
     with pytest.raises(ValueError, match=r"unknown field data.synthetic.size; allowed: n, seed"):
         load_train_config(str(path))
-
-
-def test_two_stage_with_pseudo_captions_trains_each_stage(small_corpus, small_data, tmp_path):
-    """Paper D with MCIP: stage 1 (image side, arcface + pseudo-captions), then re-alignment."""
-    config = _config(tmp_path, small_corpus, schedule={"kind": "two_stage", "stage1_epochs": 1, "pseudo_captions": True})
-    cfg, _, _ = load_train_config(config, epochs=2)
-    history = epoch_history(run_trial(cfg, small_data, workers=2, storage_path=str(tmp_path / "runs"), name="mcip"))
-    assert [(m["epoch"], m["stage"]) for m in history] == [(1, "image"), (2, "realign")]
-    assert {"loss/arcface", "loss/pseudo_caption"} <= set(history[0]) and "loss/clip" in history[1]
-    assert all(math.isfinite(history[0][k]) for k in ("loss/arcface", "loss/pseudo_caption", "loss/total"))
 
 
 @pytest.mark.usefixtures("ray_local")
