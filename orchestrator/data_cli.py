@@ -11,9 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clipsweep.trainers.data import converters
-from clipsweep.trainers.data.shards import resolve_shards
+from clipsweep.trainers.data.sources import resolve_source, source_captions
 from clipsweep.trainers.data.synthetic import generate_synthetic
-from clipsweep.trainers.data.tokenizer import train_tokenizer
+from clipsweep.trainers.data.tokenizer import build_tokenizer
 
 
 def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -47,8 +47,11 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
         layout.add_argument("--overwrite", action="store_true", help="replace the shards --out already holds")
         layout.set_defaults(func=_convert)
 
-    tokenizer = commands.add_parser("tokenizer", help="train a WordPiece tokenizer on shard captions")
-    tokenizer.add_argument("shards", nargs="+", help="shard files or directories")
+    tokenizer = commands.add_parser("tokenizer", help="train a WordPiece tokenizer on a source's captions")
+    tokenizer.add_argument(
+        "shards", nargs="+", help="shard files or folders, WebDataset tars or a brace pattern, img2dataset Parquet folder"
+    )
+    tokenizer.add_argument("--caption-field", help="WebDataset: read captions from this field of {key}.json")
     tokenizer.add_argument("--out", required=True)
     tokenizer.add_argument("--vocab-size", type=int, default=2000)
     tokenizer.set_defaults(func=_tokenizer)
@@ -108,5 +111,6 @@ def _convert(args: argparse.Namespace, console: Console) -> None:
 
 
 def _tokenizer(args: argparse.Namespace, console: Console) -> None:
-    tokenizer = train_tokenizer(resolve_shards(args.shards), args.out, vocab_size=args.vocab_size)
+    source = resolve_source(args.shards[0] if len(args.shards) == 1 else args.shards, args.caption_field)
+    tokenizer = build_tokenizer(source_captions(source), args.out, vocab_size=args.vocab_size)
     console.print(f"tokenizer with {tokenizer.vocab_size} tokens -> {args.out}")

@@ -20,8 +20,9 @@ from .trial_data import absolute_path
 def epoch_line(m: dict[str, Any]) -> str:
     """One epoch's report as a progress line."""
     bench = f"  bench {m['bench/mean_primary']:.3f}" if "bench/mean_primary" in m else ""
+    skipped = f"  skipped {m['data/skipped']:.0f} of {m['data/read']:.0f}" if m.get("data/skipped") else ""
     return (f"epoch {m['epoch']} [{m['stage']}]  loss {m['loss/total']:.4f}  "
-            f"{m['samples_per_s']:.0f} samples/s  1/t {m['logit_scale']:.1f}{bench}")  # fmt: skip
+            f"{m['samples_per_s']:.0f} samples/s  1/t {m['logit_scale']:.1f}{bench}{skipped}")  # fmt: skip
 
 
 class EpochLog(ray.train.UserCallback):

@@ -134,7 +134,7 @@ class SweepResult:
 
     def trials(self) -> pd.DataFrame:
         """One row per trial (MLflow child run): name, role, status, score, epochs, searched fields,
-        and the last value of every `bench/...` metric."""
+        and the last value of every `bench/...` and `data/...` (samples read and skipped) metric."""
         client = self._client()
         parent = client.get_run(self.mlflow_parent_run_id)
         runs = client.search_runs(
@@ -151,7 +151,7 @@ class SweepResult:
                 "seed": int(tags[SEED_TAG]) if SEED_TAG in tags else None, REPLICATE_KEY: tags.get(REPLICATE_OF_TAG),
                 "failure_reason": tags.get(REASON_TAG), "overrides": overrides,
                 "seconds": (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else None,
-                **{k: v for k, v in metrics.items() if k.startswith("bench/")},
+                **{k: v for k, v in metrics.items() if k.startswith(("bench/", "data/"))},
             })  # fmt: skip
         frame = pd.DataFrame(rows)
         return frame.sort_values("name").reset_index(drop=True) if len(frame) else frame

@@ -14,6 +14,7 @@ import math
 import os
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -111,6 +112,9 @@ def run_command(args: argparse.Namespace, console: Console) -> None:
     finally:
         progress.stop()
     console.print(ranked_table(result))
+    skipped = skipped_samples_note(result.trials())
+    if skipped:
+        console.print(skipped, soft_wrap=True)
     if result.status() == "completed":
         try:
             print_leaderboard(result, console)
@@ -158,6 +162,22 @@ def print_leaderboard(result: SweepResult, console: Console) -> None:
     console.print(console_table(result.ranked()))
     where = f"{result.path}/{ARTIFACT_DIR}" if result.path else "(no local copy)"
     console.print(f"leaderboard files: {where} (CSV, Markdown, HTML, 2 PNGs), also on MLflow run {result.mlflow_parent_run_id}", soft_wrap=True)
+
+
+def skipped_samples_note(trials: pd.DataFrame) -> str | None:
+    """One line on the samples the trials skipped in their last epoch, when any did."""
+    if "data/skipped" not in trials or not (trials["data/skipped"].fillna(0) > 0).any():
+        return None
+    worst = trials.loc[trials["data/skipped"].fillna(0).idxmax()]
+    reasons = [
+        f"{column.removeprefix('data/skipped/').replace('_', ' ')} {worst[column]:.0f}"
+        for column in sorted(c for c in trials if c.startswith("data/skipped/"))
+        if worst[column] > 0
+    ]
+    return (
+        f"skipped samples: up to {worst['data/skipped']:.0f} of {worst['data/read']:.0f} an epoch ({worst['name']}: "
+        f"{', '.join(reasons)}); each trial's counts are its data/skipped/... metrics"
+    )
 
 
 def ranked_table(result: SweepResult) -> Table:

@@ -19,7 +19,7 @@ from ray.train.torch import TorchTrainer
 
 from clipsweep.trainers import startup
 from clipsweep.trainers.config import TrialConfig
-from clipsweep.trainers.data.loading import build_train_dataset
+from clipsweep.trainers.data.loading import build_train_dataset, streams
 from clipsweep.trainers.evaluation.settings import SuiteSettings
 from clipsweep.trainers.retention import SCORE_METRIC, KeepPolicy
 from clipsweep.trainers.session import TrialActorSession
@@ -80,8 +80,10 @@ def run_trial(
         train_loop_per_worker,
         train_loop_config=dataclasses.asdict(settings),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus > 0, resources_per_worker=resources),
-        datasets={"train": dataset},
-        dataset_config=_data_config(settings.in_memory),
+        # In memory, every worker gets the whole decoded set (`epochs.InMemoryTrainingSet`);
+        # streamed, each reads its own files (`loading.rank_stream`): no split by Ray Train.
+        datasets={"train": dataset} if dataset is not None else {},
+        dataset_config=DataConfig(datasets_to_split=[]),
         run_config=RunConfig(
             name=name or time.strftime("trial-%Y%m%d-%H%M%S"),
             storage_path=storage_path,
@@ -127,7 +129,7 @@ def prepare_trial(
     suite: SuiteSettings | None,
     eval_tier: str,
     quiet: bool,
-) -> tuple[LoopSettings, ray.data.Dataset]:
+) -> tuple[LoopSettings, ray.data.Dataset | None]:
     """Checks a trial and builds what its workers get: their settings and the training set
     (the sweep's decoded copy when its decode key matches).
 
@@ -145,10 +147,13 @@ def prepare_trial(
     ray.data.DataContext.get_current().enable_progress_bars = False  # EpochLog is the progress
     preprocess = trial_preprocess(cfg, data)
     shared = data.decoded
-    if shared is not None and shared.key == decode_key(data.train, preprocess):
+    dataset: ray.data.Dataset | None
+    if shared is not None and shared.key == decode_key(data.source, preprocess):
         dataset, in_memory = shared.dataset, True  # decoded once for the sweep
+    elif streams(data.n_train, preprocess.image_size, data.stream):
+        dataset, in_memory = None, False  # each worker streams its own files
     else:
-        dataset, in_memory = build_train_dataset(data.train, preprocess, stream=data.stream)
+        dataset, in_memory = build_train_dataset(data.source, preprocess)
     startup.mark("dataset_built")
     settings = LoopSettings(
         trial=cfg.to_dict(),
@@ -161,6 +166,8 @@ def prepare_trial(
         resume_from=resume_from,
         augment=dataclasses.asdict(preprocess),  # the workers crop and draw captions from their seeded streams
         in_memory=in_memory,
+        max_skipped_fraction=data.max_skipped_fraction,
+        stream_source=None if in_memory else dataclasses.asdict(data.source),
     )
     return settings, dataset
 
@@ -171,21 +178,6 @@ def _checkpoint_config(keep: KeepPolicy, scored: bool) -> CheckpointConfig:
     if keep == "all":
         return CheckpointConfig(num_to_keep=None)
     return CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=SCORE_METRIC if scored else None)
-
-
-def _data_config(in_memory: bool) -> DataConfig:
-    """How Ray Train hands the training set to the workers.
-
-    In memory: every worker gets the whole set and draws its own slice of a seeded permutation
-    (`epochs.InMemoryTrainingSet`), the same every run. Streamed: split among the workers with
-    `preserve_order`, which fixes the stream's order; which blocks each worker gets is still up
-    to `streaming_split` (whichever asks first), so at W >= 2 a streamed trial's numbers vary.
-    """
-    if in_memory:
-        return DataConfig(datasets_to_split=[])
-    options = DataConfig.default_ingest_options()
-    options.preserve_order = True
-    return DataConfig(execution_options=options)
 
 
 def epoch_history(result: ray.train.Result) -> list[dict[str, Any]]:

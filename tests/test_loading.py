@@ -1,28 +1,29 @@
-"""Ray Data loading on a real local Ray: shapes, dtypes, captions, and exactly-once sharding."""
+"""Ray Data loading on a real local Ray: shapes, dtypes, captions, and each rank's own stream."""
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-import threading
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import ray.train
 import torch
-from ray.train import ScalingConfig
-from ray.train.torch import TorchTrainer
 
-from clipsweep.trainers.data.loading import Preprocess, build_dataset, build_train_dataset, read_shards, torch_batches
+from clipsweep.trainers.data.loading import (
+    Preprocess,
+    build_dataset,
+    build_train_dataset,
+    rank_files,
+    rank_stream,
+    read_shards,
+    torch_batches,
+)
 from clipsweep.trainers.data.shards import DataFormatError
+from clipsweep.trainers.data.sources import resolve_source
 from clipsweep.trainers.data.tokenizer import load_tokenizer
 from clipsweep.trainers.data.transforms import jitter_colours, random_crop_boxes, random_resized_crops
 
 pytestmark = pytest.mark.usefixtures("ray_local")
-# Train workers cannot import this test module by name; ship its functions by value.
-ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def _train_rows(corpus) -> dict[str, dict]:
@@ -78,56 +79,19 @@ def test_train_mode_draws_among_all_captions(small_corpus):
     assert sum(caption != options[i][0] for i, caption in drawn) > len(drawn) // 2  # 4 of 5 are not the first
 
 
-def test_streaming_split_gives_every_id_once_per_epoch(small_corpus):
+def test_each_rank_streams_its_own_files_every_id_once_in_the_same_order(small_corpus):
+    """A streamed set at W=2: rank r reads every second shard file from position r, so the ranks
+    see disjoint ids that together are the set, in the same order every pass."""
     rows = _train_rows(small_corpus)
-    dataset = build_dataset(small_corpus.split_dir("train"), Preprocess(small_corpus.tokenizer_dir), rows_per_block=64)
-    consumers = dataset.streaming_split(2, equal=False)  # equal=False never drops a row
-    for _ in range(2):  # two epochs over the same split iterators, as a trainer does
-        seen: list[list[str]] = [[], []]
-
-        def consume(rank: int, seen: list[list[str]] = seen) -> None:
-            for batch in torch_batches(consumers[rank], batch_size=50):
-                seen[rank].extend(batch["id"])
-
-        threads = [threading.Thread(target=consume, args=(r,)) for r in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert seen[0] and seen[1]
-        assert sorted(seen[0] + seen[1]) == sorted(rows)
-
-
-def _record_ids(config: dict) -> None:
-    """Train worker: one file of ids per (epoch, rank), read through the worker's dataset shard."""
-    context = ray.train.get_context()
-    shard = ray.train.get_dataset_shard("train")
-    for epoch in range(2):
-        ids = [i for batch in torch_batches(shard, batch_size=40) for i in batch["id"]]
-        with open(os.path.join(config["out"], f"epoch{epoch}-rank{context.get_world_rank()}.json"), "w") as f:
-            json.dump(ids, f)
-
-
-def test_two_worker_torch_trainer_sees_each_id_at_most_once_per_epoch(small_corpus, tmp_path):
-    rows = _train_rows(small_corpus)
-    trainer = TorchTrainer(
-        _record_ids,
-        train_loop_config={"out": str(tmp_path)},
-        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
-        datasets={
-            "train": build_dataset(small_corpus.split_dir("train"), Preprocess(small_corpus.tokenizer_dir), rows_per_block=64)
-        },
-        run_config=ray.train.RunConfig(storage_path=str(tmp_path / "storage"), name="ids"),
-    )
-    trainer.fit()
-    for epoch in range(2):
-        per_rank = [json.loads((tmp_path / f"epoch{epoch}-rank{r}.json").read_text()) for r in range(2)]
-        seen = per_rank[0] + per_rank[1]
-        # Ray Train splits with equal=True (workers must step in lockstep for the all-gather), so
-        # both ranks get the same count and at most world_size - 1 = 1 row is dropped per epoch.
-        assert len(per_rank[0]) == len(per_rank[1]) > 0
-        assert len(seen) == len(set(seen)) and set(seen) <= set(rows)
-        assert len(seen) >= len(rows) - 1
+    source = resolve_source(small_corpus.split_dir("train"))
+    assert rank_files(source.files, 1, 2) == list(source.files[1::2])
+    seen = []
+    for rank in range(2):
+        stream = rank_stream(source, Preprocess(small_corpus.tokenizer_dir), rank, 2)
+        passes = [[i for b in stream.iter_batches(batch_size=50, batch_format="numpy") for i in b["id"]] for _ in range(2)]
+        assert passes[0] == passes[1] and passes[0]
+        seen.append(passes[0])
+    assert not set(seen[0]) & set(seen[1]) and sorted(seen[0] + seen[1]) == sorted(rows)
 
 
 def test_bad_paths_fail_before_any_ray_task(tmp_path):
@@ -199,7 +163,7 @@ def test_small_training_sets_are_decoded_once_and_augmented_by_the_consumer(smal
     rows = _train_rows(small_corpus)
     preprocess = Preprocess(small_corpus.tokenizer_dir, image_size=48, views=True)
     dataset, decoded = build_train_dataset(small_corpus.split_dir("train"), preprocess)
-    assert decoded and set(dataset.schema().names) == {"id", "image", "caption_tokens", "label"}
+    assert decoded and set(dataset.schema().names) == {"id", "image", "caption_tokens", "label", "skip"}
     epochs = [list(torch_batches(dataset, batch_size=64, augment=preprocess)) for _ in range(2)]
     for batches in epochs:
         assert sorted(i for b in batches for i in b["id"]) == sorted(rows)
@@ -216,19 +180,21 @@ def test_the_shared_decoded_set_is_keyed_by_everything_that_changes_its_content(
 
     from clipsweep.orchestrator.trial_data import decode_key
     from clipsweep.trainers.data.shards import resolve_shards
+    from clipsweep.trainers.data.sources import resolve_source
 
     train, tokenizer = str(tmp_path / "train"), str(tmp_path / "tokenizer")
     shutil.copytree(small_corpus.split_dir("train"), train)
     shutil.copytree(small_corpus.tokenizer_dir, tokenizer)
+    source = resolve_source(train)
     preprocess = Preprocess(tokenizer, image_size=32, max_length=16)
-    key = decode_key(train, preprocess)
-    assert decode_key(train, Preprocess(tokenizer, image_size=32, max_length=16, views=True, token_drop=0.3)) == key  # drawn later
-    assert decode_key(train, Preprocess(tokenizer, image_size=48, max_length=16)) != key
-    assert decode_key(train, Preprocess(tokenizer, image_size=32, max_length=24)) != key
-    assert decode_key(train, Preprocess(small_corpus.tokenizer_dir, image_size=32, max_length=16)) != key
+    key = decode_key(source, preprocess)
+    assert decode_key(source, Preprocess(tokenizer, image_size=32, max_length=16, views=True, token_drop=0.3)) == key  # drawn later
+    assert decode_key(source, Preprocess(tokenizer, image_size=48, max_length=16)) != key
+    assert decode_key(source, Preprocess(tokenizer, image_size=32, max_length=24)) != key
+    assert decode_key(source, Preprocess(small_corpus.tokenizer_dir, image_size=32, max_length=16)) != key
     os.utime(resolve_shards(train)[0], ns=(0, 0))  # the same path rewritten: another version
-    assert decode_key(train, preprocess) != key
-    key = decode_key(train, preprocess)
+    assert decode_key(source, preprocess) != key
+    key = decode_key(source, preprocess)
     with open(os.path.join(tokenizer, "tokenizer.json"), "a") as f:
         f.write(" ")  # a retrained tokenizer in the same folder
-    assert decode_key(train, preprocess) != key
+    assert decode_key(source, preprocess) != key

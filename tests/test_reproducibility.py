@@ -4,8 +4,8 @@ Every random draw of a trial derives from `optim.seed` (`trainers/seeding.py`): 
 weights, the per-epoch order, crops, caption draws, paper C's views, hard-batch grouping and
 dropout. A run resumed from epoch 1's checkpoint continues the same streams, whether a Tune
 trial's actor (`run_trial_in_actor`, a sweep's one-worker default) or a TorchTrainer trains it.
-The same holds on the streamed path (`data.stream: true`, the path of sets too large to hold)
-at W=1.
+The same holds on the streamed path (`data.stream: true`, the path of sets too large to hold):
+at W=1 two runs and a restart, at W=2 a resume.
 """
 
 from __future__ import annotations
@@ -91,8 +91,7 @@ def test_a_streamed_set_repeats_and_a_restart_continues_exactly_in_the_trial_act
     """`data.stream: true`: decoded as it streams, every epoch, in file order (`preserve_order`,
     the read included: it failed before `read_shards` set it), shuffled through a local buffer
     seeded from (seed, epoch, rank): at W=1 a trial restarted after epoch 1 trains epoch 2 to
-    the same numbers. (W >= 2 streamed is not yet reproducible: Ray Train's `streaming_split`
-    hands blocks to whichever rank asks first; see docs/train.md.)"""
+    the same numbers."""
     streamed = dataclasses.replace(data, stream=True, decoded=None)
     cfg = _config(5)
     threads = torch.get_num_threads()
@@ -108,6 +107,23 @@ def test_a_streamed_set_repeats_and_a_restart_continues_exactly_in_the_trial_act
         assert len(whole) == 2 and _kept(again) == _kept(whole)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_streamed_set_on_two_workers_resumes_exactly(data, tmp_path):
+    """Streamed at W=2, each rank reads its own shard files (every second one, in order): a run
+    resumed from epoch 1 trains epoch 2 to the uninterrupted run's numbers, its stream executed
+    anew by other Ray Data tasks. (Ray Train's `streaming_split`, used before, handed blocks to
+    whichever rank asked first: the resumed epoch 2 came out different.)"""
+    streamed = dataclasses.replace(data, stream=True, decoded=None)
+    assert len(streamed.source.files) >= 2
+    cfg = _config(5)
+    whole = run_trial(cfg, streamed, workers=2, storage_path=str(tmp_path), name="whole")
+    kept = [str(d) for d in sorted((tmp_path / "whole").iterdir()) if d.name.startswith("checkpoint_")]
+    first = next(d for d in kept if load_metrics(d)["epoch"] == 1)
+    resumed = run_trial(cfg, streamed, workers=2, storage_path=str(tmp_path), name="resumed", resume_from=first)
+    assert _numbers(resumed) == _numbers(whole)[1:]
+    history = epoch_history(whole)
+    assert all(m["data/read"] == data.n_train and m["steps"] >= 7 for m in history), history
 
 
 # Papers B and C with re-clustering every epoch: k-means on embeddings gathered from both ranks.

@@ -37,7 +37,7 @@ class Session(Protocol):
     device: torch.device
 
     def training_set(self) -> ray.data.DataIterator | ray.data.Dataset:
-        """This rank's training data (the whole set when it is held in memory)."""
+        """The decoded training set held in memory (a streamed one each rank reads itself)."""
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         """Reports an epoch; `state` (rank 0's, when it is a new one) is saved as its checkpoint."""
@@ -73,7 +73,7 @@ class TrialActorSession:
     """One worker inside the Tune trial's actor: rank 0 of 1, checkpoints in `run_dir`.
 
     Args:
-        dataset: the training set (a materialized or streaming Ray Dataset).
+        dataset: the decoded training set held in memory; None when it streams.
         run_dir: the run's folder, local or any pyarrow URI (`<storage>/<trial name>`).
         forward: receives each report, with its checkpoint's path, e.g. to pass it to Tune.
         threads: torch's intra-op threads (a Train worker gets its CPUs' worth from Ray).
@@ -84,14 +84,13 @@ class TrialActorSession:
 
     def __init__(
         self,
-        dataset: ray.data.Dataset,
+        dataset: ray.data.Dataset | None,
         run_dir: str,
         forward: Callable[[dict[str, Any]], None],
         threads: int,
         keep: KeepPolicy = "all",
     ) -> None:
         self.dataset = dataset
-        dataset.context.execution_options.preserve_order = True  # a streamed set: the same order every run
         self.fs, self.root = pyarrow.fs.FileSystem.from_uri(run_dir)
         self.run_dir = run_dir.rstrip("/")
         self.forward = forward
@@ -100,6 +99,7 @@ class TrialActorSession:
         torch.set_num_threads(threads)
 
     def training_set(self) -> ray.data.Dataset:
+        assert self.dataset is not None, "a streamed training set is read by the loop (loading.rank_stream)"
         return self.dataset
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:

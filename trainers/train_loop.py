@@ -1,8 +1,9 @@
 """What each worker runs for one trial: the stage plan, epoch by epoch.
 
 It runs in a Ray Train worker, or for one worker in the Tune trial's own actor; `session`
-says which (rank, device, data, reports, checkpoints). Workers step in lockstep: Ray Train splits the data equally and
-batches drop their remainder, so every rank takes the same steps and all-gathers line up.
+says which (rank, device, data, reports, checkpoints). Workers step in lockstep: a set held in
+memory gives every rank an equal slice; streamed, each rank reads its own files and the ranks
+stop together at the first step one cannot fill, so all-gathers line up.
 Gradients are averaged across ranks with one flat all-reduce per step (DDP would need
 re-wrapping at every stage change, since stages freeze different parameters).
 """
@@ -29,7 +30,8 @@ from . import seeding, startup
 from .checkpoint import load_checkpoint, load_metrics
 from .config import TrialConfig
 from .data.epochs import InMemoryTrainingSet, StreamingTrainingShard, TrainingSource
-from .data.loading import Preprocess, to_torch
+from .data.loading import Preprocess, rank_stream, to_torch
+from .data.sources import SKIP_REASONS, Source, check_skipped
 from .evaluation.settings import SuiteSettings
 from .evaluation.suite import LoadedSuite, flatten
 from .mining import TrainingSetMining
@@ -53,6 +55,8 @@ class LoopSettings:
     eval_tier: str = "cheap"
     augment: dict[str, Any] | None = None  # `Preprocess` fields: the workers augment each decoded batch
     in_memory: bool = True  # each worker holds the whole decoded set (else it streams its shard)
+    max_skipped_fraction: float = 0.01  # `data.max_skipped_fraction`: more skipped samples in an epoch fail the trial
+    stream_source: dict[str, Any] | None = None  # streamed: the `sources.Source` each rank reads its files of
     resume_from: str | None = None  # checkpoint directory to continue from
 
     @classmethod
@@ -105,13 +109,23 @@ class Trial(TrainingSetMining):
         ).to(self.device)
         startup.mark("model_built")
         self.modules: dict[str, torch.nn.Module] = {"": self.model, **self.objective.proxies}
-        shard = session.training_set()
-        self.data: TrainingSource = InMemoryTrainingSet(shard) if settings.in_memory else StreamingTrainingShard(shard)
+        self.data: TrainingSource
+        if settings.in_memory:
+            self.data = InMemoryTrainingSet(session.training_set())
+        else:
+            source = Source(**{**settings.stream_source, "files": tuple(settings.stream_source["files"])})
+            self.data = StreamingTrainingShard(rank_stream(source, Preprocess(**settings.augment), self.rank, self.world))
         startup.mark("data_ready")
         self.augment = Preprocess(**settings.augment)
         self.centre = dataclasses.replace(self.augment, train=False, views=False)  # embedding passes: no draw
         self.local_batch = self.cfg.optim.batch_size // self.world
-        self.steps_per_epoch = (settings.n_train // self.world) // self.local_batch
+        # In memory the skipped samples are known (and refused above the limit) before the first
+        # step; streamed, the count of a source's samples bounds the steps.
+        kept = len(self.data) if isinstance(self.data, InMemoryTrainingSet) else settings.n_train
+        if isinstance(self.data, InMemoryTrainingSet):
+            check_skipped(self.data.counts(), settings.max_skipped_fraction, "the training set")
+        self.steps_per_epoch = (kept // self.world) // self.local_batch
+        self.lockstep = self.world > 1 and not settings.in_memory  # ranks' shards lose different rows
         self.assignments: dict[str, tuple[int, int]] = {}
         self.batch_clusters: dict[str, int] = {}  # paper C's hard batching: id -> cluster of [u; v]
         self.suite: LoadedSuite | None = None
@@ -155,7 +169,7 @@ class Trial(TrainingSetMining):
             asked = time.perf_counter()
             batch = next(batches, None)
             waited += time.perf_counter() - asked
-            if batch is None:
+            if batch is None or (self.lockstep and not self._every_rank_has_a_batch(batch is not None)):
                 break
             startup.mark("first_batch")
             if self.batch_clusters:
@@ -196,7 +210,27 @@ class Trial(TrainingSetMining):
         metrics["steps"] = steps
         if spread:
             metrics["batch_clusters"] = float(np.mean(spread))
-        return metrics
+        return {**metrics, **self._skip_metrics(epoch)}
+
+    def _every_rank_has_a_batch(self, mine: bool) -> bool:
+        """Whether every rank filled this step's batch: streamed shards drop their skipped rows,
+        so one rank may run out first, and a rank stepping alone would wait in all-reduce forever."""
+        flag = torch.tensor([int(mine)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
+
+    def _skip_metrics(self, epoch: int) -> dict[str, float]:
+        """The epoch's samples read and skipped (by reason), over all ranks; fails the trial when
+        more than `data.max_skipped_fraction` of them were skipped."""
+        counts = self.data.counts()
+        keys = ("read", *SKIP_REASONS)
+        values = torch.tensor([counts.get(k, 0) for k in keys], dtype=torch.float64, device=self.device)
+        if self.lockstep:  # streamed: each rank counted its own shard
+            dist.all_reduce(values)
+        found = dict(zip(keys, values.tolist()))
+        check_skipped(found, self.settings.max_skipped_fraction, f"epoch {epoch + 1}")
+        skipped = {f"data/skipped/{reason}": found[reason] for reason in SKIP_REASONS if found[reason]}
+        return {"data/read": found["read"], "data/skipped": sum(skipped.values()), **skipped}
 
     # ---- checkpoints ---------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Shards -> Ray Dataset -> decoded, augmented, tokenized torch batches.
+"""Sources -> Ray Dataset -> decoded, augmented, tokenized torch batches.
 
 Works the same on the driver (`build_dataset(...).iter_torch_batches`) and inside a Ray Train
 worker (`torch_batches(ray.train.get_dataset_shard("train"), ...)`): decoding and tokenizing
@@ -8,21 +8,21 @@ run as Ray Data tasks in `map_batches`, so they scale with the cluster, not the 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import fsspec
 import numpy as np
-import pyarrow.parquet as pq
 import ray
 import torch
+from PIL import Image
 
 from ..seeding import torch_generator
-from .shards import resolve_shards
+from .sources import Source, read_source, resolve_source, source_size
 from .tokenizer import load_tokenizer
 from .transforms import decode_image, drop_tokens, jitter_colours, normalize, random_resized_crops, square_pixels
 
-OPTIONAL_COLUMNS = ("captions", "label")
 MATERIALIZE_BYTES = 512 * 2**20  # shards up to this size are read once and kept in memory
 DECODED_CACHE_BYTES = 2**30  # decoded training pixels up to this size are cached (about 87k items at 64 px)
 NO_LABEL = -1  # label value of items whose source has none
@@ -67,9 +67,19 @@ class Preprocess:
         return np.stack([square_pixels(decode_image(d), self.image_size) for d in batch["image"]])
 
     def decode(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The deterministic half: `id`, `image` (centre squares), `label`, and `caption_tokens`:
-        per item, the token ids of each of its captions, int32 (n_captions, max_length)."""
+        """The deterministic half: `id`, `image` (centre squares), `label`, `caption_tokens`
+        (per item, the token ids of each of its captions, int32 (n_captions, max_length)) and
+        `skip`: "" or why the item is skipped (`sources.SKIP_REASONS`; its pixels are zeros).
+        A source's own skips pass through; an image that does not decode is one."""
         options = self._caption_options(batch)
+        skip = [str(s) for s in batch["skip"]] if "skip" in batch else [""] * len(options)
+        pixels = np.zeros((len(options), 3, self.image_size, self.image_size), dtype=np.uint8)
+        for row, data in enumerate(batch["image"]):
+            if not skip[row]:
+                try:
+                    pixels[row] = square_pixels(decode_image(data), self.image_size)
+                except (OSError, ValueError, Image.DecompressionBombError):  # PIL's "cannot identify", "truncated"
+                    skip[row] = "undecodable_image"
         ids, _ = self._tokenize([c for o in options for c in o])
         ends = np.cumsum([len(o) for o in options])
         tokens = np.empty(len(options), dtype=object)
@@ -77,9 +87,10 @@ class Preprocess:
             tokens[row] = item
         return {
             "id": np.asarray(batch["id"], dtype=object),
-            "image": self.images(batch),
+            "image": pixels,
             "caption_tokens": tokens,
             "label": self._labels(batch, len(options)),
+            "skip": np.asarray(skip, dtype=object),
         }
 
     def augment(self, decoded: dict[str, np.ndarray], rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
@@ -144,30 +155,33 @@ class Preprocess:
         return np.array([NO_LABEL if v is None or v != v else int(v) for v in batch["label"]], dtype=np.int64)
 
 
-def read_shards(paths: str | Iterable[str], rows_per_block: int = 1024) -> ray.data.Dataset:
-    """Reads shard files or directories with `ray.data.read_parquet`, after checking them.
+def read_shards(paths: str | Iterable[str] | Source, rows_per_block: int = 1024) -> ray.data.Dataset:
+    """Reads a source (`sources.py`: clipsweep shards, WebDataset tars, img2dataset Parquet)
+    with Ray Data, after checking it.
 
     Blocks are cut to `rows_per_block` rows (streaming, no shuffle) so that decoding runs as
-    many parallel tasks: the Parquet reader otherwise hands a few small files over as one block,
-    which one task would decode alone.
+    many parallel tasks: the readers otherwise hand a few small files over as one block, which
+    one task would decode alone.
 
     Raises:
         DataFormatError: a path that does not exist or a shard without the required columns
             (raised on the driver, before any Ray task runs).
     """
-    files = resolve_shards(paths)
-    present = set(pq.read_schema(files[0]).names)
-    columns = ["id", "image", "caption"] + [c for c in OPTIONAL_COLUMNS if c in present]
-    dataset = ray.data.read_parquet(files, columns=columns).repartition(target_num_rows_per_block=rows_per_block)
+    source = paths if isinstance(paths, Source) else resolve_source(paths)
+    dataset = read_source(source).repartition(target_num_rows_per_block=rows_per_block)
     # Rows in file order, every run: a streamed training set's order (and so a trial's numbers)
     # derives from it. Without this the kept copy below holds its blocks in the order the read
     # tasks finished, which differs between runs.
     dataset.context.execution_options.preserve_order = True
-    if sum(os.path.getsize(f) for f in files) <= MATERIALIZE_BYTES:
+    if sum(_size(f) for f in source.files) <= MATERIALIZE_BYTES:
         # Small data: keep the encoded rows in the object store, so each epoch skips listing
         # and reading the files and only decodes (measured: about 1.5 s less per epoch here).
         dataset = dataset.materialize()
     return dataset
+
+
+def _size(path: str) -> int:
+    return os.path.getsize(path) if "://" not in path else fsspec.core.url_to_fs(path)[0].size(path)
 
 
 def build_dataset(
@@ -182,8 +196,15 @@ def build_dataset(
     )
 
 
+def streams(samples: int, image_size: int, stream: bool = False) -> bool:
+    """Whether a training set of `samples` items streams (decoded every epoch, each rank reading
+    its own files: `rank_stream`) rather than being decoded once and held whole: when asked
+    (`data.stream`) or when its decoded pixels exceed `DECODED_CACHE_BYTES`."""
+    return stream or samples * 3 * image_size**2 > DECODED_CACHE_BYTES
+
+
 def build_train_dataset(
-    paths: str | Iterable[str],
+    paths: str | Iterable[str] | Source,
     preprocess: Preprocess,
     num_cpus: float = 1.0,
     rows_per_block: int = 1024,
@@ -200,14 +221,26 @@ def build_train_dataset(
     of its speed here, more than the work's own CPU share (the trainer's threads wait on the
     core the task holds). Larger sets are decoded as they stream, every epoch.
     """
-    files = resolve_shards(paths)
-    rows = sum(pq.read_metadata(f).num_rows for f in files)
-    decoded = read_shards(files, rows_per_block).map_batches(
+    source = paths if isinstance(paths, Source) else resolve_source(paths)
+    decoded = read_shards(source, rows_per_block).map_batches(
         preprocess.decode, batch_size=rows_per_block, batch_format="numpy", num_cpus=num_cpus
     )
-    if stream or rows * 3 * preprocess.image_size**2 > DECODED_CACHE_BYTES:
+    if streams(source_size(source).samples, preprocess.image_size, stream):
         return decoded, False
     return decoded.materialize(), True
+
+
+def rank_files(files: Sequence[str], rank: int, world: int) -> list[str]:
+    """The shard files rank `rank` of `world` streams: every world-th, from position `rank`
+    (open_clip's split of WebDataset shards by node and worker). Each rank reads only its own,
+    in order, so its items are the same every run."""
+    return list(files[rank::world])
+
+
+def rank_stream(source: Source, preprocess: Preprocess, rank: int, world: int) -> ray.data.Dataset:
+    """This rank's part of a streamed training set, decoded as it streams (`rank_files`)."""
+    mine = Source(source.kind, tuple(rank_files(source.files, rank, world)), source.caption_field)
+    return build_train_dataset(mine, preprocess, stream=True)[0]
 
 
 def to_torch(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, Any]:
