@@ -1,35 +1,18 @@
-"""A trial's progress on the console: one line per epoch, printed by the Train controller or watched from the driver.
-"""
+"""A trial's progress on the console, watched from the driver: one line per epoch as its
+checkpoint lands (`EpochLog` prints the same lines from Ray Train's controller)."""
 
 from __future__ import annotations
 
 import json
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import pyarrow.fs
-import ray
-import ray.train
 
 from clipsweep.trainers.checkpoint import METRICS_FILE
 
+from .epoch_log import epoch_line
 from .trial_data import absolute_path
-
-
-def epoch_line(m: dict[str, Any]) -> str:
-    """One epoch's report as a progress line."""
-    bench = f"  bench {m['bench/mean_primary']:.3f}" if "bench/mean_primary" in m else ""
-    skipped = f"  skipped {m['data/skipped']:.0f} of {m['data/read']:.0f}" if m.get("data/skipped") else ""
-    return (f"epoch {m['epoch']} [{m['stage']}]  loss {m['loss/total']:.4f}  "
-            f"{m['samples_per_s']:.0f} samples/s  1/t {m['logit_scale']:.1f}{bench}{skipped}")  # fmt: skip
-
-
-class EpochLog(ray.train.UserCallback):
-    """Prints one line per reported epoch (runs in the Train controller; Ray forwards it)."""
-
-    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
-        print(epoch_line(metrics[0]), flush=True)
 
 
 class EpochWatcher(threading.Thread):

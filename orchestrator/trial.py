@@ -25,7 +25,7 @@ from clipsweep.trainers.retention import SCORE_METRIC, KeepPolicy
 from clipsweep.trainers.session import TrialActorSession
 from clipsweep.trainers.train_loop import LoopSettings, run_loop, train_loop_per_worker
 
-from .epoch_output import EpochLog
+from .epoch_log import EpochLog
 from .ray_start import local_cpus, require_cpus, start_ray
 from .trial_data import TrialData, absolute_path, check_resume, check_trial, decode_key, trial_preprocess
 

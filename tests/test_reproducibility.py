@@ -4,8 +4,8 @@ Every random draw of a trial derives from `optim.seed` (`trainers/seeding.py`): 
 weights, the per-epoch order, crops, caption draws, paper C's views, hard-batch grouping and
 dropout. A run resumed from epoch 1's checkpoint continues the same streams, whether a Tune
 trial's actor (`run_trial_in_actor`, a sweep's one-worker default) or a TorchTrainer trains it.
-The same holds on the streamed path (`data.stream: true`, the path of sets too large to hold):
-at W=1 two runs and a restart, at W=2 a resume.
+The same holds on the streamed path (`data.stream: true`, the path of sets too large to hold),
+at W=1 and W=2.
 """
 
 from __future__ import annotations
@@ -90,34 +90,38 @@ def test_one_worker_repeats_exactly_differs_by_seed_and_resumes_exactly(data, tm
 def test_a_streamed_set_repeats_and_a_restart_continues_exactly_in_the_trial_actor(data, tmp_path):
     """`data.stream: true`: decoded as it streams, every epoch, in file order (`preserve_order`,
     the read included: it failed before `read_shards` set it), shuffled through a local buffer
-    seeded from (seed, epoch, rank): at W=1 a trial restarted after epoch 1 trains epoch 2 to
-    the same numbers."""
+    seeded from (seed, epoch, rank): at W=1 two runs give the same numbers, and a trial
+    restarted after epoch 1 trains epoch 2 to them."""
     streamed = dataclasses.replace(data, stream=True, decoded=None)
     cfg = _config(5)
     threads = torch.get_num_threads()
     try:
         whole: list[dict] = []
         run_trial_in_actor(cfg, streamed, str(tmp_path / "w1"), whole.append)
+        again: list[dict] = []
+        run_trial_in_actor(cfg, streamed, str(tmp_path / "w1-again"), again.append)
+        assert _kept(again) == _kept(whole)
         # A restart after epoch 1 executes the stream again, in new Ray Data tasks: epoch 2 must
         # come out the same (before the fix, even epoch 1 of two fresh runs differed).
         restarted = tmp_path / "w1-restarted"
         shutil.copytree(whole[0][CHECKPOINT_PATH_KEY], restarted / "checkpoint_000001")
-        again: list[dict] = []
-        run_trial_in_actor(cfg, streamed, str(restarted), again.append)
-        assert len(whole) == 2 and _kept(again) == _kept(whole)
+        after_restart: list[dict] = []
+        run_trial_in_actor(cfg, streamed, str(restarted), after_restart.append)
+        assert len(whole) == 2 and _kept(after_restart) == _kept(whole)
     finally:
         torch.set_num_threads(threads)
 
 
-def test_a_streamed_set_on_two_workers_resumes_exactly(data, tmp_path):
-    """Streamed at W=2, each rank reads its own shard files (every second one, in order): a run
-    resumed from epoch 1 trains epoch 2 to the uninterrupted run's numbers, its stream executed
-    anew by other Ray Data tasks. (Ray Train's `streaming_split`, used before, handed blocks to
-    whichever rank asked first: the resumed epoch 2 came out different.)"""
+def test_a_streamed_set_on_two_workers_repeats_and_resumes_exactly(data, tmp_path):
+    """Streamed at W=2, each rank reads its own shard files (every second one, in order): the
+    same seed gives the same numbers, and a run resumed from epoch 1 trains epoch 2 to them,
+    its stream executed anew by other Ray Data tasks. (Ray Train's `streaming_split`, used
+    before, handed blocks to whichever rank asked first: the resumed epoch 2 came out different.)"""
     streamed = dataclasses.replace(data, stream=True, decoded=None)
     assert len(streamed.source.files) >= 2
     cfg = _config(5)
-    whole = run_trial(cfg, streamed, workers=2, storage_path=str(tmp_path), name="whole")
+    whole, again = (run_trial(cfg, streamed, workers=2, storage_path=str(tmp_path), name=name) for name in ("whole", "again"))
+    assert _numbers(whole) == _numbers(again)
     kept = [str(d) for d in sorted((tmp_path / "whole").iterdir()) if d.name.startswith("checkpoint_")]
     first = next(d for d in kept if load_metrics(d)["epoch"] == 1)
     resumed = run_trial(cfg, streamed, workers=2, storage_path=str(tmp_path), name="resumed", resume_from=first)

@@ -130,3 +130,21 @@ def test_the_tokenizer_command_reads_tar_shards(samples, tmp_path):
     assert main(["data", "tokenizer", str(tmp_path / "wds" / "{00000..00001}.tar"), "--out", str(tmp_path / "tok")]) == 0
     vocab = json.loads((tmp_path / "tok" / "tokenizer.json").read_text())["model"]["vocab"]
     assert {"[CLS]", "[SEP]"} <= set(vocab) and len(vocab) > 20
+
+
+def test_the_sweep_summary_says_how_many_samples_were_skipped():
+    import pandas as pd
+
+    from clipsweep.orchestrator.sweep_cli import skipped_samples_note
+
+    clean = pd.DataFrame({"name": ["trial-00"], "data/read": [540.0], "data/skipped": [0.0]})
+    assert skipped_samples_note(clean) is None
+    assert skipped_samples_note(pd.DataFrame({"name": ["trial-00"]})) is None  # clipsweep shards of old runs
+    trials = pd.DataFrame({
+        "name": ["trial-00", "trial-01"], "data/read": [540.0, 540.0], "data/skipped": [1.0, 3.0],
+        "data/skipped/no_caption": [1.0, 1.0], "data/skipped/undecodable_image": [float("nan"), 2.0],
+    })  # fmt: skip
+    assert skipped_samples_note(trials) == (
+        "skipped samples: up to 3 of 540 an epoch (trial-01: no caption 1, undecodable image 2); "
+        "each trial's counts are its data/skipped/... metrics"
+    )
