@@ -70,7 +70,7 @@ class PeakRss(threading.Thread):
 
 
 def measure(n: int, workers: int, root: str) -> dict[str, float]:
-    corpus = generate_synthetic(os.path.join(root, f"n{n}"), n=n, seed=0)
+    corpus = generate_synthetic(os.path.join(root, f"n{n}"), n=n, seed=0, rows_per_shard=256)  # files for every worker
     data = TrialData.from_paths(corpus.split_dir("train"), corpus.tokenizer_dir)  # no benchmark: training only
     data = dataclasses.replace(data, stream=True)
     cfg = TrialConfig.from_dict({"optim": {"epochs": 1, "batch_size": 64, "warmup_steps": 2, "lr": 2e-3}})

@@ -169,7 +169,9 @@ class Trial(TrainingSetMining):
             asked = time.perf_counter()
             batch = next(batches, None)
             waited += time.perf_counter() - asked
-            if batch is None or (self.lockstep and not self._every_rank_has_a_batch(batch is not None)):
+            # Streamed, every rank takes part in the check, the one that ran out included.
+            go_on = self._every_rank_has_a_batch(batch is not None) if self.lockstep else batch is not None
+            if not go_on:
                 break
             startup.mark("first_batch")
             if self.batch_clusters:
