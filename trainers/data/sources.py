@@ -275,10 +275,9 @@ def source_captions(source: Source) -> Iterator[str]:
                 if row["caption"]:
                     yield row["caption"]
         return
-    column = "caption"
     for path in source.files:
         names = _schema(path).names
-        name = "captions" if source.kind == "shards" and "captions" in names else column
+        name = "captions" if source.kind == "shards" and "captions" in names else "caption"
         with fsspec.open(path, "rb") as f:
             values = pq.read_table(f, columns=[name]).column(0).to_pylist()
         for value in values:
