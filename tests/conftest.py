@@ -53,7 +53,18 @@ def no_ray():
     assert not started, "Ray was started: the bad input was not caught before Ray"
 
 
+# CI runs the integration tier on two pytest workers with work stealing (`-n 2 --dist worksteal`):
+# each worker starts with one half of the tests, in collection order, and an idle worker takes
+# the back half of the other's queue. The order for that: the sweep module first (a worker's
+# first tests are never taken from it, so its module-scoped sweep runs once; pytest-xdist's
+# `loadgroup` would say so with a mark, but its marks do nothing on pytest 9), then the subprocess
+# sweeps, the longest tests (1.5-3.5 min each here), so that none of them starts last and runs alone.
+RUN_FIRST = ("test_sweep.py", "test_faults.py", "test_cluster.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "ray_local" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+    # stable: the rest as collected
+    items.sort(key=lambda item: RUN_FIRST.index(item.path.name) if item.path.name in RUN_FIRST else len(RUN_FIRST))

@@ -38,8 +38,9 @@ def write_space(folder: Path, corpus: SyntheticCorpus, name: str, **sections: An
 
 
 def clean_env() -> dict[str, str]:
-    """This environment without a Ray address: the process starts its own local Ray."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    """This environment without a Ray address (the process starts its own local Ray) and without
+    a terminal size (pytest-xdist's workers set COLUMNS=80): its output is a log, as in a job."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "COLUMNS", "LINES")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the venv's `clipsweep`
     return env
 

@@ -105,11 +105,11 @@ def test_ci_runs_the_readme_test_command_in_tiers():
     setup, run_all = commands[1].rsplit(" && ", 1)
     assert run_all == "pytest -q"
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    tiers = ['pytest -q -m "not integration"', "pytest -q -m integration"]
+    tiers = ['pytest -q -m "not integration"', "pytest -q -m integration -n 2 --dist worksteal"]
     # the same install, byte-compiled on both cores; lint, fast, integration (each with its
     # slowest tests listed): together `pytest -q`
     install, compile_all = ci[-5:-3]
-    assert install.replace(" --no-compile", "") == setup and compile_all.startswith("python -m compileall")
+    assert install.replace(" --no-compile", "").replace(" --no-cache-dir", "") == setup and compile_all.startswith("python -m compileall")
     assert [line.split(" --durations=")[0] for line in ci[-3:]] == ["ruff check .", *tiers]
     for tier in tiers:
         assert f"\n{tier}" in readme, f"README does not show the tier `{tier}`"

@@ -46,8 +46,6 @@ from clipsweep.orchestrator.keys import (
 from clipsweep.orchestrator.search import load_study
 from clipsweep.orchestrator.sweep_cli import ranked_table
 
-  # fmt: skip
-
 pytestmark = pytest.mark.usefixtures("ray_local")  # integration: see conftest.py
 
 
