@@ -17,7 +17,11 @@ import shutil
 
 import pytest
 import torch
+import yaml
+from image_text_sources import corpus_samples, write_img2dataset_parquet
+from run_metrics import checkpoint_metrics
 
+from clipsweep.orchestrator.cli import main
 from clipsweep.orchestrator.trial import epoch_history, run_trial, run_trial_in_actor
 from clipsweep.orchestrator.trial_data import TrialData
 from clipsweep.trainers.checkpoint import load_metrics
@@ -112,22 +116,31 @@ def test_a_streamed_set_repeats_and_a_restart_continues_exactly_in_the_trial_act
         torch.set_num_threads(threads)
 
 
-def test_a_streamed_set_on_two_workers_repeats_and_resumes_exactly(data, tmp_path):
-    """Streamed at W=2, each rank reads its own shard files (every second one, in order): the
-    same seed gives the same numbers, and a run resumed from epoch 1 trains epoch 2 to them,
-    its stream executed anew by other Ray Data tasks. (Ray Train's `streaming_split`, used
-    before, handed blocks to whichever rank asked first: the resumed epoch 2 came out different.)"""
-    streamed = dataclasses.replace(data, stream=True, decoded=None)
-    assert len(streamed.source.files) >= 2
-    cfg = _config(5)
-    whole, again = (run_trial(cfg, streamed, workers=2, storage_path=str(tmp_path), name=name) for name in ("whole", "again"))
-    assert _numbers(whole) == _numbers(again)
-    kept = [str(d) for d in sorted((tmp_path / "whole").iterdir()) if d.name.startswith("checkpoint_")]
-    first = next(d for d in kept if load_metrics(d)["epoch"] == 1)
-    resumed = run_trial(cfg, streamed, workers=2, storage_path=str(tmp_path), name="resumed", resume_from=first)
-    assert _numbers(resumed) == _numbers(whole)[1:]
-    history = epoch_history(whole)
-    assert all(m["data/read"] == data.n_train and m["steps"] >= 7 for m in history), history
+def test_img2dataset_parquet_streamed_on_two_workers_repeats_and_resumes_exactly(small_corpus, tmp_path):
+    """`clipsweep train --workers 2` from img2dataset Parquet, streamed: each rank reads its own
+    files (every second one, in order; 3 files, so rank 0 streams two and rank 1 one, and both
+    stop when rank 1 runs out), its 2 broken samples skipped and counted every epoch. The same
+    seed gives the same numbers, and a run resumed from epoch 1 trains epoch 2 to them, its
+    stream executed anew by other Ray Data tasks. (Ray Train's `streaming_split`, used before,
+    handed blocks to whichever rank asked first: the resumed epoch 2 came out different.)"""
+    folder = str(tmp_path / "i2d")
+    write_img2dataset_parquet(corpus_samples(small_corpus), folder, shards=3, faults={40: "no_caption", 200: "no_image"})
+    config = tmp_path / "streamed.yaml"
+    config.write_text(yaml.safe_dump({
+        "trial": {"optim": {"batch_size": 64, "warmup_steps": 2, "lr": 2e-3, "seed": 5}},
+        "data": {"train": folder, "tokenizer": small_corpus.tokenizer_dir, "heldout": small_corpus.split_dir("heldout"), "stream": True},
+    }))  # fmt: skip
+    train = ["train", str(config), "--workers", "2", "--epochs", "2", "--storage", str(tmp_path)]
+    for name in ("whole", "again"):
+        assert main([*train, "--name", name]) == 0
+    whole = checkpoint_metrics(str(tmp_path / "whole"))
+    assert _kept(checkpoint_metrics(str(tmp_path / "again"))) == _kept(whole)
+    # Rank 1's 182 rows less 1 skipped make 5 local batches of 32.
+    assert [(m["epoch"], m["steps"], m["data/skipped"]) for m in whole] == [(1, 5, 2), (2, 5, 2)]
+    kept = [d for d in sorted((tmp_path / "whole").iterdir()) if d.name.startswith("checkpoint_")]
+    first = next(d for d in kept if load_metrics(str(d))["epoch"] == 1)
+    assert main([*train, "--name", "resumed", "--resume", str(first)]) == 0
+    assert _kept(checkpoint_metrics(str(tmp_path / "resumed"))) == _kept(whole)[1:]
 
 
 # Papers B and C with re-clustering every epoch: k-means on embeddings gathered from both ranks.
